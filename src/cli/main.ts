@@ -1,0 +1,1 @@
+console.error("cellgpu: CLI not built yet"); process.exit(2);

@@ -1,0 +1,265 @@
+/**
+ * The analysis run: QC → normalize → HVG → PCA → kNN → graph → clusters → UMAP → markers,
+ * each step timed and attributed to the backend that ran it. Produces an AnalysisResult in
+ * AnnData's places plus a summary.
+ */
+import type { CellMatrix, Column, Table } from "../core/cellMatrix.js";
+import { subsetTable } from "../core/cellMatrix.js";
+import type { Csr } from "../core/csr.js";
+import { subsetCols, subsetRows } from "../core/csr.js";
+import { fuzzySimplicialSetCpu, knnDistancesCsr, snnGraphCpu } from "../ops/connectivities.js";
+import { highlyVariableGenesCpu } from "../ops/hvg.js";
+import { knnExactCpu, type Knn } from "../ops/knn.js";
+import { leidenCpu } from "../ops/leiden.js";
+import { louvainCpu } from "../ops/louvain.js";
+import { markersToUns, rankGenesGroupsCpu } from "../ops/markers.js";
+import { normalizeTotalLog1pCpu } from "../ops/normalize.js";
+import { pcaCpu } from "../ops/pca.js";
+import { cellQcCpu, cellsPerGeneCpu, mitoMask } from "../ops/qc.js";
+import { findAbParams, umapLayoutCpu } from "../ops/umap.js";
+import type { AnalyzeParams } from "./params.js";
+import type { AnalysisResult, UnsValue } from "./result.js";
+
+export class PipelineError extends Error {
+  override name = "PipelineError";
+}
+
+export interface StepRecord {
+  step: string;
+  ms: number;
+  backend: "cpu" | "webgpu";
+}
+
+export interface AnalyzeHooks {
+  /** Called when a step finishes. */
+  onStep?: (rec: StepRecord) => void;
+  /** User-supplied grouping for rank_genes_groups: barcode → group name. */
+  groups?: Map<string, string>;
+}
+
+export interface AnalyzeOutput {
+  result: AnalysisResult;
+  steps: StepRecord[];
+  nCells: number;
+  nGenes: number;
+  nClusters: number;
+  /** Per-cell outputs the Arrow table and tests need without digging into `result`. */
+  clusters: Int32Array;
+  clusterNames: string[];
+  pcaScores: Float32Array;
+  umap: Float32Array;
+  knn: Knn;
+  hvgMask: Uint8Array;
+  varianceRatio: Float64Array;
+}
+
+/** Numbered labels → string categories ("0", "1", …), codes unchanged. */
+function categoryColumn(labels: Int32Array): { column: Column; names: string[] } {
+  let max = -1;
+  for (const l of labels) if (l > max) max = l;
+  const names = Array.from({ length: max + 1 }, (_, i) => String(i));
+  return { column: { kind: "category", codes: labels, categories: names }, names };
+}
+
+export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: AnalyzeHooks = {}): Promise<AnalyzeOutput> {
+  const steps: StepRecord[] = [];
+  const step = async <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    const out = await fn();
+    const rec: StepRecord = { step: name, ms: performance.now() - t0, backend: "cpu" };
+    steps.push(rec);
+    hooks.onStep?.(rec);
+    return out;
+  };
+
+  // --- QC: scanpy filters cells on min_genes then genes on min_cells; Seurat the other way round.
+  const counts0 = input.X;
+  if (counts0.nRows === 0 || counts0.nCols === 0) {
+    throw new PipelineError(`${input.source}: the matrix is empty (${counts0.nRows} cells × ${counts0.nCols} features)`);
+  }
+  const { counts, obs, vars, qc } = await step("qc", () => {
+    let X = counts0;
+    let obsT: Table = input.obs;
+    let varT: Table = input.var;
+    const filterCells = () => {
+      const genesPerCell = cellQcCpu(X, new Uint8Array(X.nCols)).nGenesByCounts;
+      const keep = genesPerCell.map((g) => (g >= p.minGenes ? 1 : 0));
+      X = subsetRows(X, keep);
+      obsT = subsetTable(obsT, keep);
+    };
+    const filterGenes = () => {
+      const cellsPerGene = cellsPerGeneCpu(X);
+      const keep = cellsPerGene.map((c) => (c >= p.minCells ? 1 : 0));
+      X = subsetCols(X, keep);
+      varT = subsetTable(varT, keep);
+      const nCells = cellsPerGeneCpu(X);
+      varT.columns.set("n_cells", { kind: "number", values: nCells });
+    };
+    if (p.preset === "seurat") {
+      filterGenes();
+      filterCells();
+    } else {
+      filterCells();
+      filterGenes();
+    }
+    if (X.nRows === 0) {
+      throw new PipelineError(`${input.source}: no cells left after filtering (min_genes ${p.minGenes})`);
+    }
+    const mito = mitoMask(varT.index);
+    let m = cellQcCpu(X, mito);
+    const keep = new Uint8Array(X.nRows);
+    for (let i = 0; i < X.nRows; i++) {
+      keep[i] =
+        (p.maxGenes === undefined || m.nGenesByCounts[i] < p.maxGenes) &&
+        (p.maxPctMt === undefined || m.pctCountsMt[i] < p.maxPctMt)
+          ? 1
+          : 0;
+    }
+    X = subsetRows(X, keep);
+    obsT = subsetTable(obsT, keep);
+    if (X.nRows === 0) {
+      throw new PipelineError(
+        `${input.source}: no cells left after QC (max_genes ${p.maxGenes ?? "none"}, max_pct_mt ${p.maxPctMt ?? "none"})`,
+      );
+    }
+    m = {
+      nGenesByCounts: m.nGenesByCounts.filter((_, i) => keep[i]),
+      totalCounts: m.totalCounts.filter((_, i) => keep[i]),
+      pctCountsMt: m.pctCountsMt.filter((_, i) => keep[i]),
+    };
+    return { counts: X, obs: obsT, vars: varT, qc: m };
+  });
+  const nCells = counts.nRows;
+  const nGenes = counts.nCols;
+  if (nCells < Math.max(p.nNeighbors, p.nComps + 1)) {
+    throw new PipelineError(
+      `${input.source}: only ${nCells} cells passed QC; need more than ${Math.max(p.nNeighbors, p.nComps)} for ${p.nComps} PCs and ${p.nNeighbors} neighbours`,
+    );
+  }
+
+  const logNorm = await step("normalize", () => normalizeTotalLog1pCpu(counts, p.targetSum));
+
+  const hvg = await step("hvg", () =>
+    highlyVariableGenesCpu({ logNorm, counts }, { flavor: p.flavor, nTopGenes: p.nTopGenes }),
+  );
+  const hvgIdx: number[] = [];
+  hvg.highlyVariable.forEach((h, j) => h && hvgIdx.push(j));
+
+  const pca = await step("pca", () => {
+    const Xh = subsetCols(logNorm, hvg.highlyVariable);
+    return pcaCpu(Xh, { nComps: p.nComps, maxValue: p.maxValue, seed: p.seed });
+  });
+  const k = pca.variance.length;
+
+  const nPcs = Math.min(p.nPcs, k);
+  const knn = await step("neighbors_knn", () => {
+    const pts = new Float32Array(nCells * nPcs);
+    for (let i = 0; i < nCells; i++) pts.set(pca.scores.subarray(i * k, i * k + nPcs), i * nPcs);
+    return knnExactCpu(pts, nCells, nPcs, p.nNeighbors);
+  });
+
+  const { connectivities, distances, clusterGraph } = await step("neighbors_graph", () => {
+    const conn = fuzzySimplicialSetCpu(knn);
+    const graph: Csr = p.graph === "snn" ? snnGraphCpu(knn, p.snnPrune) : conn;
+    return { connectivities: conn, distances: knnDistancesCsr(knn), clusterGraph: graph };
+  });
+
+  const clusters = await step(p.clustering, () =>
+    p.clustering === "leiden"
+      ? leidenCpu(clusterGraph, { resolution: p.resolution, seed: p.seed })
+      : louvainCpu(clusterGraph, { resolution: p.resolution, seed: p.seed }),
+  );
+  const { column: clusterColumn, names: clusterNames } = categoryColumn(clusters);
+
+  const umap = await step("umap", () =>
+    umapLayoutCpu(connectivities, { minDist: p.minDist, spread: p.spread, seed: p.seed }),
+  );
+
+  // Markers: the user's grouping when given, else the clusters.
+  let groupLabels = clusters;
+  let groupNames = clusterNames;
+  let groupby = p.clustering;
+  if (hooks.groups) {
+    const names = [...new Set(hooks.groups.values())].sort();
+    const code = new Map(names.map((n, i) => [n, i]));
+    groupLabels = Int32Array.from(obs.index, (b) => code.get(hooks.groups!.get(b) ?? "") ?? -1);
+    if (!groupLabels.some((g) => g >= 0)) {
+      throw new PipelineError("none of the barcodes in the groups file are among the cells that passed QC");
+    }
+    groupNames = names;
+    groupby = "groups";
+  }
+  const markers = await step("rank_genes_groups", () =>
+    rankGenesGroupsCpu(logNorm, groupLabels, groupNames, { method: p.markerMethod, tieCorrect: p.tieCorrect }),
+  );
+
+  // --- Assemble AnnData.
+  obs.columns.set("n_genes_by_counts", { kind: "number", values: qc.nGenesByCounts });
+  obs.columns.set("total_counts", { kind: "number", values: Float32Array.from(qc.totalCounts) });
+  obs.columns.set("pct_counts_mt", { kind: "number", values: Float32Array.from(qc.pctCountsMt) });
+  obs.columns.set(p.clustering, clusterColumn);
+  if (hooks.groups) obs.columns.set("groups", { kind: "category", codes: groupLabels, categories: groupNames });
+
+  vars.columns.set("highly_variable", { kind: "bool", values: hvg.highlyVariable });
+  vars.columns.set("means", { kind: "number", values: hvg.means });
+  vars.columns.set("dispersions", { kind: "number", values: hvg.dispersions });
+  vars.columns.set("dispersions_norm", { kind: "number", values: hvg.dispersionsNorm });
+  if (hvg.variances) vars.columns.set("variances", { kind: "number", values: hvg.variances });
+  if (hvg.variancesNorm) vars.columns.set("variances_norm", { kind: "number", values: hvg.variancesNorm });
+  if (hvg.highlyVariableRank) vars.columns.set("highly_variable_rank", { kind: "number", values: hvg.highlyVariableRank });
+
+  // varm PCs: genes × comps, zero rows for genes outside the HVG set (scanpy's mask_var layout).
+  const loadings = new Float32Array(nGenes * k);
+  hvgIdx.forEach((g, h) => {
+    for (let c = 0; c < k; c++) loadings[g * k + c] = pca.components[c * hvgIdx.length + h];
+  });
+
+  const uns: { [key: string]: UnsValue } = {
+    hvg: { flavor: p.flavor },
+    pca: {
+      variance: pca.variance,
+      variance_ratio: pca.varianceRatio,
+      params: { zero_center: true, use_highly_variable: true, mask_var: "highly_variable" },
+    },
+    neighbors: {
+      connectivities_key: "connectivities",
+      distances_key: "distances",
+      params: { n_neighbors: p.nNeighbors, method: "umap", metric: "euclidean", n_pcs: nPcs, random_state: p.seed },
+    },
+    [p.clustering]: { params: { resolution: p.resolution, random_state: p.seed, n_iterations: -1 } },
+    umap: { params: { ...findAbParams(p.spread, p.minDist) } },
+    rank_genes_groups: markersToUns(markers, vars.index, groupby, { method: p.markerMethod, tieCorrect: p.tieCorrect }),
+  };
+
+  const result: AnalysisResult = {
+    X: logNorm,
+    layers: new Map([["counts", counts]]),
+    obs,
+    var: vars,
+    obsm: new Map([
+      ["X_pca", { nRows: nCells, nCols: k, data: pca.scores }],
+      ["X_umap", { nRows: nCells, nCols: 2, data: umap }],
+    ]),
+    varm: new Map([["PCs", { nRows: nGenes, nCols: k, data: loadings }]]),
+    obsp: new Map([
+      ["distances", distances],
+      ["connectivities", connectivities],
+      ...(p.graph === "snn" ? ([["snn", clusterGraph]] as [string, Csr][]) : []),
+    ]),
+    uns,
+  };
+  return {
+    result,
+    steps,
+    nCells,
+    nGenes,
+    nClusters: clusterNames.length,
+    clusters,
+    clusterNames,
+    pcaScores: pca.scores,
+    umap,
+    knn,
+    hvgMask: hvg.highlyVariable,
+    varianceRatio: pca.varianceRatio,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Analysis parameters, named as scanpy names them. Defaults follow scanpy; `seurat` follows the
+ * Seurat pbmc3k tutorial (LogNormalize, vst HVGs, 10 PCs, k=20 SNN pruned at 1/15, Louvain 0.5).
+ */
+import type { HvgFlavor } from "../ops/hvg.js";
+
+export type Backend = "auto" | "cpu" | "webgpu";
+
+export interface AnalyzeParams {
+  preset: "scanpy" | "seurat";
+  minGenes: number;
+  minCells: number;
+  maxGenes?: number;
+  maxPctMt?: number;
+  targetSum: number;
+  flavor: HvgFlavor;
+  nTopGenes: number;
+  maxValue?: number;
+  nComps: number;
+  /** PCs used for the neighbour search (scanpy: all computed comps; Seurat tutorial: 10). */
+  nPcs: number;
+  nNeighbors: number;
+  /** "umap": scanpy's fuzzy simplicial set; "snn": Seurat's shared-nearest-neighbour graph. */
+  graph: "umap" | "snn";
+  snnPrune: number;
+  clustering: "leiden" | "louvain";
+  resolution: number;
+  minDist: number;
+  spread: number;
+  seed: number;
+  markerMethod: "wilcoxon" | "t-test";
+  tieCorrect: boolean;
+  backend: Backend;
+}
+
+export const scanpyDefaults: AnalyzeParams = {
+  preset: "scanpy",
+  minGenes: 200,
+  minCells: 3,
+  targetSum: 1e4,
+  flavor: "seurat",
+  nTopGenes: 2000,
+  maxValue: 10,
+  nComps: 50,
+  nPcs: 50,
+  nNeighbors: 15,
+  graph: "umap",
+  snnPrune: 1 / 15,
+  clustering: "leiden",
+  resolution: 1,
+  minDist: 0.5,
+  spread: 1,
+  seed: 0,
+  markerMethod: "wilcoxon",
+  tieCorrect: false,
+  backend: "auto",
+};
+
+export const seuratDefaults: AnalyzeParams = {
+  ...scanpyDefaults,
+  preset: "seurat",
+  flavor: "seurat_v3",
+  nPcs: 10,
+  nNeighbors: 20,
+  graph: "snn",
+  clustering: "louvain",
+  resolution: 0.5,
+  minDist: 0.3,
+};
+
+export function presetDefaults(preset: string): AnalyzeParams {
+  if (preset === "scanpy") return { ...scanpyDefaults };
+  if (preset === "seurat") return { ...seuratDefaults };
+  throw new Error(`unknown preset '${preset}' (expected scanpy or seurat)`);
+}

@@ -9,7 +9,7 @@ import type { CellMatrix } from "../core/cellMatrix.js";
 import { makeUnique } from "../core/cellMatrix.js";
 import type { Csr } from "../core/csr.js";
 import { InputError } from "./errors.js";
-import { readText, readTsvRows } from "./tsv.js";
+import { readBytes, readTsvRows } from "./tsv.js";
 
 function findFile(dir: string, stems: string[]): string | undefined {
   for (const s of stems) {
@@ -30,14 +30,18 @@ export interface MtxCoo {
 }
 
 /** Parse a MatrixMarket coordinate file; every entry is checked (range, count, value). */
-export function parseMtx(path: string, text: string, countsExpected = true): MtxCoo {
+export function parseMtx(path: string, input: Uint8Array | string, countsExpected = true): MtxCoo {
+  const buf = typeof input === "string" ? Buffer.from(input, "utf8") : input;
+  const n = buf.length;
+  const text = (a: number, b: number) => Buffer.from(buf.buffer, buf.byteOffset + a, b - a).toString("utf8");
   let pos = 0;
   let lineNo = 0;
+  // Header and size lines are short: decode them as strings.
   const nextLine = (): string | undefined => {
-    if (pos >= text.length) return undefined;
-    let end = text.indexOf("\n", pos);
-    if (end < 0) end = text.length;
-    const line = text.slice(pos, end);
+    if (pos >= n) return undefined;
+    let end = buf.indexOf(10, pos);
+    if (end < 0) end = n;
+    const line = text(pos, end);
     pos = end + 1;
     lineNo++;
     return line;
@@ -70,43 +74,78 @@ export function parseMtx(path: string, text: string, countsExpected = true): Mtx
   const rows = new Uint32Array(nnz);
   const cols = new Uint32Array(nnz);
   const values = new Float32Array(nnz);
-  // Byte-level parse of "r c v" lines: no splitting, no regex; strict about what it accepts.
+  // Entries: a byte-level scan of "r c v" lines. Plain decimal digits (every 10x file) are
+  // converted in place; anything else ("1e3", "2.5", "-1", "nan") is decoded and handed to
+  // Number(), so the accepted syntax and the error messages stay those of a string parser.
   let k = 0;
-  const n = text.length;
   while (pos < n) {
-    const lineStart = pos;
     lineNo++;
-    let end = text.indexOf("\n", pos);
-    if (end < 0) end = n;
-    pos = end + 1;
-    let i = lineStart;
-    while (i < end && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9 || text.charCodeAt(i) === 13)) i++;
-    if (i >= end) continue; // blank line
-    if (k >= nnz) throw new InputError(path, `line ${lineNo}: more entries than the ${nnz} declared on the size line`);
-    const fields: string[] = [];
-    let s = i;
-    for (let j = i; j <= end; j++) {
-      const c = j < end ? text.charCodeAt(j) : 32;
-      if (c === 32 || c === 9 || c === 13) {
-        if (j > s) fields.push(text.slice(s, j));
-        s = j + 1;
+    // Fast path for the canonical line "<digits> <digits> <digits>\n" with an in-range entry;
+    // any other line (or a failed check) goes through the general parse below.
+    if (k < nnz) {
+      let j = pos;
+      let ch = buf[j];
+      let r = 0, c = 0, v = 0;
+      if (ch >= 48 && ch <= 57) {
+        do (r = r * 10 + ch - 48), (ch = buf[++j]); while (ch >= 48 && ch <= 57);
+        if (ch === 32 && (ch = buf[++j]) >= 48 && ch <= 57) {
+          do (c = c * 10 + ch - 48), (ch = buf[++j]); while (ch >= 48 && ch <= 57);
+          if (ch === 32 && (ch = buf[++j]) >= 48 && ch <= 57) {
+            do (v = v * 10 + ch - 48), (ch = buf[++j]); while (ch >= 48 && ch <= 57);
+            if (ch === 13) ch = buf[++j];
+            if ((ch === 10 || j === n) && r >= 1 && r <= nRows && c >= 1 && c <= nCols) {
+              rows[k] = r - 1;
+              cols[k] = c - 1;
+              values[k] = v;
+              k++;
+              pos = j + 1;
+              continue;
+            }
+          }
+        }
       }
     }
-    if (fields.length !== 3) {
-      throw new InputError(path, `line ${lineNo}: expected 'row col value', found ${fields.length} field(s)`);
+    // Field start/end and, when the field is plain decimal digits, its value (else -1).
+    let s0 = 0, e0 = 0, x0 = 0, s1 = 0, e1 = 0, x1 = 0, s2 = 0, e2 = 0, x2 = 0;
+    let nf = 0;
+    let i = pos;
+    for (;;) {
+      let c = 0;
+      while (i < n && ((c = buf[i]) === 32 || c === 9 || c === 13)) i++;
+      if (i >= n || c === 10) break;
+      const s = i;
+      let x = 0;
+      let plain = true;
+      while (i < n) {
+        c = buf[i];
+        const d = c - 48;
+        if (d >= 0 && d <= 9) x = x * 10 + d;
+        else if (c === 32 || c === 9 || c === 13 || c === 10) break;
+        else plain = false;
+        i++;
+      }
+      if (!plain || i - s > 15) x = -1;
+      if (nf === 0) (s0 = s), (e0 = i), (x0 = x);
+      else if (nf === 1) (s1 = s), (e1 = i), (x1 = x);
+      else if (nf === 2) (s2 = s), (e2 = i), (x2 = x);
+      nf++;
     }
-    const r = Number(fields[0]);
-    const c = Number(fields[1]);
-    const v = Number(fields[2]);
+    pos = i + 1;
+    if (nf === 0) continue; // blank line
+    if (k >= nnz) throw new InputError(path, `line ${lineNo}: more entries than the ${nnz} declared on the size line`);
+    if (nf !== 3) throw new InputError(path, `line ${lineNo}: expected 'row col value', found ${nf} field(s)`);
+    const r = x0 >= 0 ? x0 : Number(text(s0, e0));
+    const c = x1 >= 0 ? x1 : Number(text(s1, e1));
+    const v = x2 >= 0 ? x2 : Number(text(s2, e2));
     if (!Number.isInteger(r) || r < 1 || r > nRows) {
-      throw new InputError(path, `line ${lineNo}: row index '${fields[0]}' out of range 1..${nRows}`);
+      throw new InputError(path, `line ${lineNo}: row index '${text(s0, e0)}' out of range 1..${nRows}`);
     }
     if (!Number.isInteger(c) || c < 1 || c > nCols) {
-      throw new InputError(path, `line ${lineNo}: column index '${fields[1]}' out of range 1..${nCols}`);
+      throw new InputError(path, `line ${lineNo}: column index '${text(s1, e1)}' out of range 1..${nCols}`);
     }
-    if (!Number.isFinite(v)) throw new InputError(path, `line ${lineNo}: value '${fields[2]}' is not a finite number`);
+    if (!Number.isFinite(v)) throw new InputError(path, `line ${lineNo}: value '${text(s2, e2)}' is not a finite number`);
     if (countsExpected && (v < 0 || !Number.isInteger(v))) {
-      throw new InputError(path, `line ${lineNo}: value '${fields[2]}' is not a non-negative integer count`);
+      throw new InputError(path, `line ${lineNo}: value '${text(s2, e2)}' is not a non-negative integer count`);
     }
     rows[k] = r - 1;
     cols[k] = c - 1;
@@ -124,6 +163,17 @@ export function cooToCellCsr(path: string, coo: MtxCoo): Csr {
   const indptr = new Float64Array(nCells + 1);
   for (let k = 0; k < nnz; k++) indptr[coo.cols[k] + 1]++;
   for (let c = 0; c < nCells; c++) indptr[c + 1] += indptr[c];
+  // Cell Ranger writes entries cell by cell with features ascending: then the CSR is the COO
+  // as is, and strictly increasing features within a cell also rules out duplicates.
+  let sorted = true;
+  for (let k = 1; k < nnz; k++) {
+    const dc = coo.cols[k] - coo.cols[k - 1];
+    if (dc < 0 || (dc === 0 && coo.rows[k] <= coo.rows[k - 1])) {
+      sorted = false;
+      break;
+    }
+  }
+  if (sorted) return { nRows: nCells, nCols: coo.nRows, indptr, indices: coo.rows, data: coo.values };
   const next = Float64Array.from(indptr.subarray(0, nCells));
   const indices = new Uint32Array(nnz);
   const data = new Float32Array(nnz);
@@ -159,7 +209,7 @@ export function readTenxMtxDir(dir: string): CellMatrix {
   const bcPath = findFile(dir, ["barcodes.tsv"]);
   if (!bcPath) throw new InputError(dir, "no barcodes.tsv[.gz] in this directory");
 
-  const coo = parseMtx(mtxPath, readText(mtxPath));
+  const coo = parseMtx(mtxPath, readBytes(mtxPath));
   const feats = readTsvRows(featPath);
   const barcodes = readTsvRows(bcPath).map((r) => r[0]);
   if (feats.length !== coo.nRows) {

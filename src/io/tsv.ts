@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { InputError } from "./errors.js";
 
-/** Whole file as text; `.gz` is gunzipped. */
-export function readText(path: string): string {
+/** Whole file as bytes; `.gz` is gunzipped. */
+export function readBytes(path: string): Buffer {
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -17,7 +17,12 @@ export function readText(path: string): string {
       throw new InputError(path, "not a valid gzip file (truncated or corrupt)");
     }
   }
-  return buf.toString("utf8");
+  return buf;
+}
+
+/** Whole file as text; `.gz` is gunzipped. */
+export function readText(path: string): string {
+  return readBytes(path).toString("utf8");
 }
 
 /** Tab-separated lines (no header handling); a trailing empty line is dropped. */

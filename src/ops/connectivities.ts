@@ -1,0 +1,241 @@
+/**
+ * Graphs built from a kNN list (see knn.ts: self first, then neighbours by distance).
+ *
+ * - fuzzySimplicialSetCpu: scanpy's `obsp['connectivities']` — what `sc.pp.neighbors` gets from
+ *   umap-learn's `fuzzy_simplicial_set(X, n_neighbors, None, None, knn_indices, knn_dists,
+ *   set_op_mix_ratio=1, local_connectivity=1)`: `smooth_knn_dist` (rho = first non-zero distance
+ *   of the row, self column included; sigma by a 64-step binary search so that
+ *   Σ_{j≥1} exp(−max(0, d_j − rho)/sigma) = log2(k), floored at 1e-3 × mean distance), then
+ *   `compute_membership_strengths` (w = exp(−(d − rho)/sigma), 1 where d ≤ rho, 0 for self), then
+ *   the fuzzy union A + Aᵀ − A∘Aᵀ. umap does the search and the weights in float32 (numba locals,
+ *   float32 arrays) and scipy does the union in float32; we round at the same places
+ *   (Math.fround) so the weights agree to float32 rounding, not just to the tolerance.
+ * - knnDistancesCsr: scanpy's `obsp['distances']` — each row holds its k−1 neighbours (self
+ *   dropped), duplicates' zero distances kept as explicit entries (scanpy >= 1.10).
+ * - snnGraphCpu: Seurat's `ComputeSNN` (FindNeighbors → `graphs$RNA_snn`): with A the 0/1 kNN
+ *   incidence (self included), S = A·Aᵀ, weight = S_ij / (2k − S_ij), entries below `prune`
+ *   removed. Symmetric, and the diagonal (weight 1) is kept, as in Seurat.
+ *
+ * All outputs are CSR with sorted columns and float32 weights.
+ */
+import { type Csr, transpose } from "../core/csr.js";
+import type { Knn } from "./knn.js";
+
+const SMOOTH_K_TOLERANCE = 1e-5;
+const MIN_K_DIST_SCALE = 1e-3;
+const N_ITER = 64;
+
+const f32 = Math.fround;
+
+/**
+ * umap's smooth_knn_dist with local_connectivity 1 and bandwidth 1. psum, lo, mid and hi are
+ * float32 in umap (numba `locals`), as are the distances; the comparisons with the float64
+ * target promote, as numba does.
+ */
+export function smoothKnnDistCpu(knn: Knn): { sigmas: Float32Array; rhos: Float32Array } {
+  const { n, k, distances } = knn;
+  const target = Math.log2(k);
+  const sigmas = new Float32Array(n);
+  const rhos = new Float32Array(n);
+  let total = 0;
+  for (let t = 0; t < n * k; t++) total += distances[t];
+  const meanDistances = total / (n * k);
+
+  for (let i = 0; i < n; i++) {
+    const o = i * k;
+    let rho = 0;
+    for (let j = 0; j < k; j++) {
+      if (distances[o + j] > 0) {
+        rho = distances[o + j];
+        break;
+      }
+    }
+    rhos[i] = rho;
+
+    let lo = 0;
+    let hi = Infinity;
+    let mid = 1;
+    for (let it = 0; it < N_ITER; it++) {
+      let psum = 0;
+      for (let j = 1; j < k; j++) {
+        const dd = f32(distances[o + j] - rho);
+        psum = f32(psum + (dd > 0 ? f32(Math.exp(-f32(dd / mid))) : 1));
+      }
+      if (Math.abs(psum - target) < SMOOTH_K_TOLERANCE) break;
+      if (psum > target) {
+        hi = mid;
+        mid = f32(f32(lo + hi) / 2);
+      } else {
+        lo = mid;
+        mid = hi === Infinity ? f32(mid * 2) : f32(f32(lo + hi) / 2);
+      }
+    }
+    let sigma = mid;
+    if (rho > 0) {
+      let rowSum = 0;
+      for (let j = 0; j < k; j++) rowSum += distances[o + j];
+      const floor = MIN_K_DIST_SCALE * (rowSum / k);
+      if (sigma < floor) sigma = floor;
+    } else if (sigma < MIN_K_DIST_SCALE * meanDistances) {
+      sigma = MIN_K_DIST_SCALE * meanDistances;
+    }
+    sigmas[i] = sigma;
+  }
+  return { sigmas, rhos };
+}
+
+/** scanpy's connectivities: umap's fuzzy simplicial set of the kNN graph, fuzzy union. */
+export function fuzzySimplicialSetCpu(knn: Knn): Csr {
+  const { n, k, indices, distances } = knn;
+  const { sigmas, rhos } = smoothKnnDistCpu(knn);
+
+  // Directed membership strengths A (compute_membership_strengths), zeros eliminated.
+  const rowCols: number[][] = [];
+  const rowVals: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    const entries: [number, number][] = [];
+    for (let j = 0; j < k; j++) {
+      const c = indices[i * k + j];
+      if (c < 0) continue; // umap's marker for a missing neighbour
+      let val: number;
+      const dd = f32(distances[i * k + j] - rhos[i]);
+      if (c === i) val = 0;
+      else if (dd <= 0 || sigmas[i] === 0) val = 1;
+      else val = f32(Math.exp(-f32(dd / sigmas[i])));
+      entries.push([c, val]);
+    }
+    entries.sort((a, b) => a[0] - b[0]);
+    const cols: number[] = [];
+    const vals: number[] = [];
+    for (const [c, v] of entries) {
+      // coo → csr sums duplicate coordinates.
+      if (cols.length > 0 && cols[cols.length - 1] === c) vals[vals.length - 1] = f32(vals[vals.length - 1] + v);
+      else {
+        cols.push(c);
+        vals.push(v);
+      }
+    }
+    const keepC: number[] = [];
+    const keepV: number[] = [];
+    for (let t = 0; t < cols.length; t++) {
+      if (vals[t] !== 0) {
+        keepC.push(cols[t]);
+        keepV.push(vals[t]);
+      }
+    }
+    rowCols.push(keepC);
+    rowVals.push(keepV);
+  }
+  const A = fromRows(n, rowCols, rowVals);
+  const At = transpose(A);
+
+  // Fuzzy union, per entry in scipy's float32 order: (a + b) − (a·b).
+  const outCols: number[][] = [];
+  const outVals: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    const cols: number[] = [];
+    const vals: number[] = [];
+    let p = A.indptr[i];
+    const pe = A.indptr[i + 1];
+    let q = At.indptr[i];
+    const qe = At.indptr[i + 1];
+    while (p < pe || q < qe) {
+      const ca = p < pe ? A.indices[p] : Infinity;
+      const cb = q < qe ? At.indices[q] : Infinity;
+      const c = Math.min(ca, cb);
+      const a = ca === c ? A.data[p++] : 0;
+      const b = cb === c ? At.data[q++] : 0;
+      const v = f32(f32(a + b) - f32(a * b));
+      if (v !== 0) {
+        cols.push(c);
+        vals.push(v);
+      }
+    }
+    outCols.push(cols);
+    outVals.push(vals);
+  }
+  return fromRows(n, outCols, outVals);
+}
+
+/** scanpy's distances matrix: row i holds neighbours 1..k−1 of i with their distances. */
+export function knnDistancesCsr(knn: Knn): Csr {
+  const { n, k, indices, distances } = knn;
+  const rowCols: number[][] = [];
+  const rowVals: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    if (indices[i * k] !== i) {
+      throw new Error(`knnDistancesCsr: the first neighbour of row ${i} is ${indices[i * k]}, not the cell itself`);
+    }
+    const order: number[] = [];
+    for (let j = 1; j < k; j++) order.push(j);
+    order.sort((a, b) => indices[i * k + a] - indices[i * k + b]);
+    rowCols.push(order.map((j) => indices[i * k + j]));
+    rowVals.push(order.map((j) => distances[i * k + j]));
+  }
+  return fromRows(n, rowCols, rowVals);
+}
+
+/** Seurat's shared-nearest-neighbour graph: Jaccard-like overlap of kNN sets, pruned. */
+export function snnGraphCpu(knn: Knn, prune: number): Csr {
+  const { n, k, indices } = knn;
+  // Reverse lists: rev[m] = the rows whose kNN set contains m (columns of Aᵀ).
+  const revPtr = new Int32Array(n + 1);
+  for (let t = 0; t < n * k; t++) revPtr[indices[t] + 1]++;
+  for (let m = 0; m < n; m++) revPtr[m + 1] += revPtr[m];
+  const fill = revPtr.slice(0, n);
+  const rev = new Int32Array(n * k);
+  for (let i = 0; i < n; i++) for (let j = 0; j < k; j++) rev[fill[indices[i * k + j]]++] = i;
+
+  const count = new Int32Array(n);
+  const touched = new Int32Array(n);
+  const indptr = new Float64Array(n + 1);
+  let cap = n * k * 4;
+  let cols = new Uint32Array(cap);
+  let vals = new Float32Array(cap);
+  let nnz = 0;
+  for (let i = 0; i < n; i++) {
+    let nTouched = 0;
+    for (let j = 0; j < k; j++) {
+      const m = indices[i * k + j];
+      for (let r = revPtr[m]; r < revPtr[m + 1]; r++) {
+        const other = rev[r];
+        if (count[other]++ === 0) touched[nTouched++] = other;
+      }
+    }
+    const row = touched.subarray(0, nTouched).sort();
+    if (nnz + nTouched > cap) {
+      cap = Math.max(2 * cap, nnz + nTouched);
+      const c2 = new Uint32Array(cap);
+      c2.set(cols.subarray(0, nnz));
+      cols = c2;
+      const v2 = new Float32Array(cap);
+      v2.set(vals.subarray(0, nnz));
+      vals = v2;
+    }
+    for (let t = 0; t < nTouched; t++) {
+      const c = row[t];
+      const s = count[c];
+      count[c] = 0;
+      const w = s / (k + (k - s)); // Seurat's expression, in double
+      if (w >= prune) {
+        cols[nnz] = c;
+        vals[nnz++] = w;
+      }
+    }
+    indptr[i + 1] = nnz;
+  }
+  return { nRows: n, nCols: n, indptr, indices: cols.slice(0, nnz), data: vals.slice(0, nnz) };
+}
+
+function fromRows(n: number, rowCols: number[][], rowVals: number[][]): Csr {
+  const indptr = new Float64Array(n + 1);
+  for (let i = 0; i < n; i++) indptr[i + 1] = indptr[i] + rowCols[i].length;
+  const nnz = indptr[n];
+  const indices = new Uint32Array(nnz);
+  const data = new Float32Array(nnz);
+  for (let i = 0; i < n; i++) {
+    indices.set(rowCols[i], indptr[i]);
+    data.set(rowVals[i], indptr[i]);
+  }
+  return { nRows: n, nCols: n, indptr, indices, data };
+}

@@ -4,6 +4,8 @@
  * the same structure.
  */
 import type { Csr } from "../core/csr.js";
+import type { Gpu } from "../gpu/device.js";
+import { csrChunks, destroyCsrChunk, uploadCsrChunk } from "../gpu/chunking.js";
 
 export function normalizeTotalLog1pCpu(X: Csr, targetSum: number): Csr {
   const data = new Float32Array(X.data.length);
@@ -43,3 +45,122 @@ export function featureMomentsCpu(X: Csr): { mean: Float64Array; variance: Float
   }
   return { mean, variance };
 }
+
+/**
+ * GPU twin of normalizeTotalLog1pCpu (kernels/normalize.wgsl): one invocation per cell computes
+ * its float32 total (exact for integer counts), the float32 factor and log1p(x / factor); row
+ * chunks sized to the binding limit. Matches the CPU within a few float32 ulps.
+ */
+export async function normalizeTotalLog1pGpu(gpu: Gpu, X: Csr, targetSum: number): Promise<Csr> {
+  const code = (await import("../../kernels/normalize.wgsl")).default;
+  const pipeline = await gpu.pipeline(code, "normalize_log1p");
+  const data = new Float32Array(X.data.length);
+  for (const c of csrChunks(gpu, X)) {
+    const m = uploadCsrChunk(gpu, X, c);
+    const out = gpu.createBuffer(m.nnz * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, "normalize.out");
+    const params = gpu.uniforms({ u32: [m.nRows], f32: [targetSum] });
+    try {
+      await gpu.run("normalize_log1p", [
+        { pipeline, bindings: [params, m.indptr, m.data, out], workgroups: Math.ceil(m.nRows / 64) },
+      ]);
+      data.set(new Float32Array(await gpu.readback(out, m.nnz * 4)), c.nnzStart);
+    } finally {
+      destroyCsrChunk(m);
+      out.destroy();
+      params.destroy();
+    }
+  }
+  return { nRows: X.nRows, nCols: X.nCols, indptr: X.indptr, indices: X.indices, data };
+}
+
+/**
+ * GPU twin of featureMomentsCpu (kernels/moments.wgsl), two passes with fixed-order reductions:
+ * (1) per-block float32 sums and entry counts per feature, reduced over blocks in order, summed
+ * over row chunks in float64 → mean; (2) the same for (x − K_j)², K_j = mean_j in float32. The
+ * variance is then [Σ_nz (x − K)² + (n − nnz_j)·K² − n·(mean − K)²] / (n − 1): shifting by the
+ * mean avoids the cancellation of Σx² − n·mean² in float32.
+ */
+export async function featureMomentsGpu(gpu: Gpu, X: Csr): Promise<{ mean: Float64Array; variance: Float64Array }> {
+  const code = (await import("../../kernels/moments.wgsl")).default;
+  const [sumsPipe, sqPipe, reducePipe] = await Promise.all(
+    ["block_sums", "block_sq_dev", "reduce_blocks"].map((e) => gpu.pipeline(code, e)),
+  );
+  const n = X.nRows;
+  const p = X.nCols;
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  // Blocks per chunk: enough for parallelism, few enough that nBlocks × nCols fits one binding.
+  const maxBlocks = Math.min(MOMENT_BLOCKS, Math.floor(limit / (4 * Math.max(p, 1))));
+  if (maxBlocks < 1) throw new Error(`featureMomentsGpu: ${p} features do not fit one ${limit}-byte binding`);
+  const sum = new Float64Array(p);
+  const nnzPer = new Float64Array(p);
+  const sq = new Float64Array(p);
+  const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  const outSum = gpu.createBuffer(p * 4, rw, "moments.sum");
+  const outCount = gpu.createBuffer(p * 4, rw, "moments.count");
+  const shift = gpu.createBuffer(p * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "moments.shift");
+  const chunks = csrChunks(gpu, X).map((c) => uploadCsrChunk(gpu, X, c));
+  const temp: GPUBuffer[] = [outSum, outCount, shift];
+  try {
+    const plans = chunks.map((m) => {
+      const rowsPerBlock = Math.max(MIN_ROWS_PER_BLOCK, Math.ceil(m.nRows / maxBlocks));
+      const nBlocks = Math.ceil(m.nRows / rowsPerBlock);
+      const params = gpu.uniforms({ u32: [m.nRows, p, nBlocks, rowsPerBlock] });
+      const partial = gpu.createBuffer(nBlocks * p * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "moments.partial");
+      const count = gpu.createBuffer(nBlocks * p * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "moments.count");
+      temp.push(params, partial, count);
+      return { m, nBlocks, params, partial, count };
+    });
+    const reduce = (pl: (typeof plans)[number]) => ({
+      pipeline: reducePipe,
+      bindings: [pl.params, , , , , pl.partial, pl.count, outSum, outCount],
+      workgroups: Math.ceil(p / 64),
+    });
+    for (const pl of plans) {
+      const { m } = pl;
+      await gpu.run("moments.sums", [
+        { clear: pl.partial },
+        { clear: pl.count },
+        { pipeline: sumsPipe, bindings: [pl.params, m.indptr, m.indices, m.data, , pl.partial, pl.count], workgroups: Math.ceil(pl.nBlocks / 16) },
+        reduce(pl),
+      ]);
+      const [s, c] = await gpu.readbackAll([{ buffer: outSum, byteLength: p * 4 }, { buffer: outCount, byteLength: p * 4 }]);
+      const sv = new Float32Array(s);
+      const cv = new Uint32Array(c);
+      for (let j = 0; j < p; j++) {
+        sum[j] += sv[j];
+        nnzPer[j] += cv[j];
+      }
+    }
+    const mean = new Float64Array(p);
+    for (let j = 0; j < p; j++) mean[j] = sum[j] / n;
+    const K = Float32Array.from(mean);
+    gpu.device.queue.writeBuffer(shift, 0, K);
+    for (const pl of plans) {
+      const { m } = pl;
+      await gpu.run("moments.sq", [
+        { clear: pl.partial },
+        { pipeline: sqPipe, bindings: [pl.params, m.indptr, m.indices, m.data, shift, pl.partial], workgroups: Math.ceil(pl.nBlocks / 16) },
+        reduce(pl),
+      ]);
+      const sv = new Float32Array(await gpu.readback(outSum, p * 4));
+      for (let j = 0; j < p; j++) sq[j] += sv[j];
+    }
+    const variance = new Float64Array(p);
+    if (n > 1) {
+      for (let j = 0; j < p; j++) {
+        const d = mean[j] - K[j];
+        const ss = sq[j] + (n - nnzPer[j]) * K[j] * K[j] - n * d * d;
+        variance[j] = Math.max(0, ss / (n - 1));
+      }
+    }
+    return { mean, variance };
+  } finally {
+    for (const m of chunks) destroyCsrChunk(m);
+    for (const b of temp) b.destroy();
+  }
+}
+
+// 128 blocks of ≥ 8 rows: parallel enough for lavapipe's threads, and 128 × nCols float32
+// partials (17 MB for 33k features) stay well inside one binding.
+const MOMENT_BLOCKS = 128;
+const MIN_ROWS_PER_BLOCK = 8;

@@ -1,0 +1,345 @@
+/**
+ * WebGPU device acquisition and the small runtime every GPU op uses: real adapter limits, a
+ * compiled-pipeline cache, buffer helpers (create / upload / readback), error scopes that turn
+ * validation and out-of-memory errors into readable exceptions, and device-loss tracking so a
+ * caller can fall back to the CPU twin. Knows nothing of biology.
+ *
+ * Node: the `webgpu` package (Dawn); its `create()` result is kept for the process's life (Dawn
+ * crashes if it is garbage-collected under a live device).
+ * Browser: navigator.gpu, same interface.
+ */
+
+export const SOFTWARE_ADAPTER_HINT =
+  "On Debian bookworm without a GPU install Mesa's lavapipe from bookworm-backports: " +
+  "apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 " +
+  "(as root: bash scripts/setup-webgpu.sh).";
+
+export class GpuError extends Error {
+  override name = "GpuError";
+}
+
+/** Thrown by Gpu methods once the device is lost; the caller should use the CPU twin. */
+export class GpuLostError extends GpuError {
+  override name = "GpuLostError";
+}
+
+export interface GpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  description: string;
+  isFallbackAdapter: boolean;
+}
+
+/** The limits the ops plan with: the device's, or smaller where forceLimits asked. */
+export interface GpuLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxStorageBuffersPerShaderStage: number;
+}
+
+export interface AcquireOptions {
+  /** Plan as if the adapter had these (smaller) limits; used to exercise chunking in tests. */
+  forceLimits?: { maxStorageBufferBindingSize?: number };
+}
+
+/** One compute dispatch: bindings by binding number (holes skipped), workgroup count. */
+export interface Dispatch {
+  pipeline: GPUComputePipeline;
+  bindings: (GPUBuffer | undefined)[];
+  workgroups: number;
+}
+
+/** One step recorded into a submission: a dispatch, or a buffer clear / copy. */
+export type Step =
+  | Dispatch
+  | { clear: GPUBuffer }
+  | { copy: { src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number } };
+
+interface NavigatorGpu {
+  requestAdapter(options?: GPURequestAdapterOptions): Promise<GPUAdapter | null>;
+}
+
+// Node: one Dawn instance per process, referenced for the process's life — if it were
+// garbage-collected while a device lives, Dawn would crash. It does not keep the process alive.
+let dawnInstance: NavigatorGpu | undefined;
+
+async function nodeNavigatorGpu(): Promise<NavigatorGpu> {
+  if (dawnInstance) return dawnInstance;
+  let mod: { create(args: string[]): NavigatorGpu; globals: object };
+  try {
+    mod = (await import("webgpu")) as unknown as typeof mod;
+  } catch (e) {
+    throw new GpuError(`WebGPU is unavailable: the 'webgpu' npm package failed to load (${(e as Error).message}).`);
+  }
+  Object.assign(globalThis, mod.globals);
+  dawnInstance = mod.create([]);
+  return dawnInstance;
+}
+
+export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
+  const navGpu = (globalThis as { navigator?: { gpu?: NavigatorGpu } }).navigator?.gpu ?? (await nodeNavigatorGpu());
+  const adapter = await navGpu.requestAdapter();
+  if (!adapter) {
+    throw new GpuError(`No WebGPU adapter found. ${SOFTWARE_ADAPTER_HINT}`);
+  }
+  const a = adapter.limits;
+  const device = await adapter.requestDevice({
+    label: "cellgpu",
+    requiredLimits: {
+      maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+      maxBufferSize: a.maxBufferSize,
+      maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+      maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+    },
+  });
+  const i = adapter.info;
+  const info: GpuAdapterInfo = {
+    vendor: i.vendor,
+    architecture: i.architecture,
+    description: i.description,
+    // Older implementations expose this on the adapter rather than on info.
+    isFallbackAdapter: Boolean(
+      (i as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+        (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+    ),
+  };
+  const d = device.limits;
+  const forced = opts.forceLimits?.maxStorageBufferBindingSize;
+  const limits: GpuLimits = {
+    maxStorageBufferBindingSize: Math.min(d.maxStorageBufferBindingSize, forced ?? Infinity),
+    maxBufferSize: d.maxBufferSize,
+    maxComputeWorkgroupsPerDimension: d.maxComputeWorkgroupsPerDimension,
+    maxComputeInvocationsPerWorkgroup: d.maxComputeInvocationsPerWorkgroup,
+    maxStorageBuffersPerShaderStage: d.maxStorageBuffersPerShaderStage,
+  };
+  return new Gpu(device, info, limits);
+}
+
+export class Gpu {
+  /** True once the device is lost (or destroyed); every method then throws GpuLostError. */
+  lost = false;
+  lostMessage = "";
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly lostCallbacks: ((message: string) => void)[] = [];
+  private destroyed = false;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly info: GpuAdapterInfo,
+    readonly limits: GpuLimits,
+  ) {
+    device.lost.then((l) => {
+      this.lost = true;
+      this.lostMessage = `WebGPU device lost (${l.reason}): ${l.message}`;
+      if (!this.destroyed) for (const cb of this.lostCallbacks) cb(this.lostMessage);
+    });
+  }
+
+  /** Called once if the device is lost while in use (not on destroy()). */
+  onLost(cb: (message: string) => void): void {
+    this.lostCallbacks.push(cb);
+  }
+
+  /** Compiled pipeline for (WGSL source, entry point), compiled once per Gpu. */
+  pipeline(code: string, entryPoint: string): Promise<GPUComputePipeline> {
+    this.checkLive();
+    const key = `${entryPoint}\u0000${code}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = this.compile(code, entryPoint);
+      this.pipelines.set(key, p);
+      p.catch(() => this.pipelines.delete(key));
+    }
+    return p;
+  }
+
+  private async compile(code: string, entryPoint: string): Promise<GPUComputePipeline> {
+    const label = `${entryPoint} (${firstLine(code)})`;
+    const module = this.device.createShaderModule({ code, label });
+    const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
+    if (msgs.length) {
+      const lines = code.split("\n");
+      const text = msgs.map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1]?.trim() ?? ""}`);
+      throw new GpuError(`WGSL compile error in ${label}:\n${text.join("\n")}`);
+    }
+    return this.scoped(`creating pipeline ${label}`, () =>
+      this.device.createComputePipelineAsync({ label, layout: "auto", compute: { module, entryPoint } }),
+    );
+  }
+
+  /** A buffer of at least byteSize bytes (rounded up to 4, never 0). */
+  createBuffer(byteSize: number, usage: GPUBufferUsageFlags, label = "buffer"): GPUBuffer {
+    this.checkLive();
+    const size = Math.max(4, Math.ceil(byteSize / 4) * 4);
+    if (size > this.limits.maxBufferSize) {
+      throw new GpuError(`${label}: ${size} bytes exceeds maxBufferSize ${this.limits.maxBufferSize}`);
+    }
+    return this.device.createBuffer({ size, usage, label });
+  }
+
+  /** A storage buffer (by default) holding a copy of data. */
+  upload(data: ArrayBufferView, label = "upload", usage: GPUBufferUsageFlags = GPUBufferUsage.STORAGE): GPUBuffer {
+    const buf = this.createBuffer(data.byteLength, usage | GPUBufferUsage.COPY_DST, label);
+    if (data.byteLength > 0) {
+      if (data.byteLength % 4 === 0) {
+        this.device.queue.writeBuffer(buf, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+      } else {
+        const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+        padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        this.device.queue.writeBuffer(buf, 0, padded);
+      }
+    }
+    return buf;
+  }
+
+  /** A uniform buffer of 32-bit words; each value is written as u32 unless listed in f32. */
+  uniforms(values: { u32?: number[]; f32?: number[] }, label = "params"): GPUBuffer {
+    const u = values.u32 ?? [];
+    const f = values.f32 ?? [];
+    const words = new ArrayBuffer(Math.ceil((u.length + f.length) / 4) * 16 || 16);
+    new Uint32Array(words, 0, u.length).set(u);
+    new Float32Array(words, u.length * 4, f.length).set(f);
+    return this.upload(new Uint8Array(words), label, GPUBufferUsage.UNIFORM);
+  }
+
+  /** Workgroup grid [x, y] covering `count` workgroups within maxComputeWorkgroupsPerDimension. */
+  grid(count: number): [number, number] {
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (count <= max) return [Math.max(count, 1), 1];
+    const y = Math.ceil(count / max);
+    return [Math.ceil(count / y), y];
+  }
+
+  /** Records the steps into one command buffer, submits it and waits; GPU errors throw. */
+  async run(label: string, steps: Step[]): Promise<void> {
+    this.checkLive();
+    await this.scoped(label, async () => {
+      const enc = this.device.createCommandEncoder({ label });
+      for (const s of steps) {
+        if ("clear" in s) enc.clearBuffer(s.clear);
+        else if ("copy" in s) enc.copyBufferToBuffer(s.copy.src, s.copy.srcOffset, s.copy.dst, s.copy.dstOffset, s.copy.size);
+        else {
+          const entries: GPUBindGroupEntry[] = [];
+          s.bindings.forEach((buffer, binding) => {
+            if (buffer) entries.push({ binding, resource: { buffer } });
+          });
+          const group = this.device.createBindGroup({ label, layout: s.pipeline.getBindGroupLayout(0), entries });
+          const pass = enc.beginComputePass({ label });
+          pass.setPipeline(s.pipeline);
+          pass.setBindGroup(0, group);
+          const [x, y] = this.grid(s.workgroups);
+          pass.dispatchWorkgroups(x, y);
+          pass.end();
+        }
+      }
+      this.device.queue.submit([enc.finish()]);
+      await this.device.queue.onSubmittedWorkDone();
+    });
+    this.checkLive();
+  }
+
+  /** Copies byteLength bytes of a buffer (which needs COPY_SRC usage) back to the host. */
+  async readback(src: GPUBuffer, byteLength = src.size): Promise<ArrayBuffer> {
+    return (await this.readbackAll([{ buffer: src, byteLength }]))[0];
+  }
+
+  /** Several readbacks through one staging buffer and one submission. */
+  async readbackAll(items: { buffer: GPUBuffer; byteLength: number }[]): Promise<ArrayBuffer[]> {
+    this.checkLive();
+    const offsets: number[] = [];
+    let size = 0;
+    for (const it of items) {
+      offsets.push(size);
+      size += Math.max(4, Math.ceil(it.byteLength / 4) * 4);
+    }
+    const staging = this.createBuffer(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "readback");
+    try {
+      await this.run(
+        "readback",
+        items.map((it, i) => ({
+          copy: { src: it.buffer, srcOffset: 0, dst: staging, dstOffset: offsets[i], size: Math.max(4, Math.ceil(it.byteLength / 4) * 4) },
+        })),
+      );
+      await staging.mapAsync(GPUMapMode.READ);
+      const mapped = staging.getMappedRange(0, size);
+      const out = items.map((it, i) => mapped.slice(offsets[i], offsets[i] + it.byteLength));
+      staging.unmap();
+      return out;
+    } catch (e) {
+      this.checkLive();
+      throw e;
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Destroys the device and releases Dawn; the process can exit right after. Idempotent. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.lost = true;
+    this.lostMessage = "WebGPU device destroyed";
+    this.pipelines.clear();
+    this.device.destroy();
+  }
+
+  private checkLive(): void {
+    if (this.lost) throw new GpuLostError(this.lostMessage);
+  }
+
+  /** Runs fn inside validation / out-of-memory / internal error scopes; any error throws. */
+  private async scoped<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const d = this.device;
+    d.pushErrorScope("internal");
+    d.pushErrorScope("out-of-memory");
+    d.pushErrorScope("validation");
+    let result: T | undefined;
+    let thrown: unknown;
+    try {
+      result = await fn();
+    } catch (e) {
+      thrown = e;
+    }
+    const errors = [await d.popErrorScope(), await d.popErrorScope(), await d.popErrorScope()];
+    const kinds = ["validation", "out-of-memory", "internal"];
+    const found = errors.map((e, i) => (e ? `${kinds[i]} error: ${e.message}` : "")).filter(Boolean);
+    if (found.length) throw new GpuError(`WebGPU ${what}: ${found.join("; ")}`);
+    if (thrown !== undefined) {
+      if (thrown instanceof GpuError) throw thrown;
+      throw new GpuError(`WebGPU ${what}: ${(thrown as Error).message ?? String(thrown)}`);
+    }
+    return result as T;
+  }
+}
+
+/**
+ * Runs the GPU version of an op; if the device is lost (before or during), warns once per Gpu and
+ * runs the CPU twin instead. Other errors propagate: they are bugs, not reasons to fall back.
+ */
+export async function gpuOrCpu<T>(
+  gpu: Gpu,
+  what: string,
+  onGpu: () => Promise<T>,
+  onCpu: () => T,
+  warn: (msg: string) => void = (m) => console.warn(m),
+): Promise<T> {
+  try {
+    return await onGpu();
+  } catch (e) {
+    if (!(e instanceof GpuLostError) && !gpu.lost) throw e;
+    if (!warnedLost.has(gpu)) {
+      warnedLost.add(gpu);
+      warn(`cellgpu: ${gpu.lostMessage || (e as Error).message}; running ${what} and later steps on the CPU`);
+    }
+    return onCpu();
+  }
+}
+const warnedLost = new WeakSet<Gpu>();
+
+function firstLine(code: string): string {
+  const m = /^\s*\/\/\s*(.*)$/m.exec(code);
+  return (m?.[1] ?? "wgsl").slice(0, 60);
+}

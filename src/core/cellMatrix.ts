@@ -23,6 +23,13 @@ export interface CellMatrix {
   var: Table;
   /** Where it came from, for messages. */
   source: string;
+  /**
+   * Other feature types of a multimodal file (e.g. "Antibody Capture"), each as its own
+   * cells × features matrix over the same cells; X then holds only "Gene Expression".
+   */
+  altExperiments?: Map<string, CellMatrix>;
+  /** What the reader chose on the user's behalf (e.g. "counts taken from layers/counts"). */
+  note?: string;
 }
 
 export function emptyTable(index: string[]): Table {

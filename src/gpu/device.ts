@@ -42,6 +42,8 @@ export interface GpuLimits {
 export interface AcquireOptions {
   /** Plan as if the adapter had these (smaller) limits; used to exercise chunking in tests. */
   forceLimits?: { maxStorageBufferBindingSize?: number };
+  /** Fill every new buffer with 0xFF bytes (NaN as f32, 2^32−1 as u32), so tests see unwritten outputs. */
+  poisonBuffers?: boolean;
 }
 
 /** One compute dispatch: bindings by binding number (holes skipped), workgroup count. */
@@ -115,13 +117,16 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
     maxComputeInvocationsPerWorkgroup: d.maxComputeInvocationsPerWorkgroup,
     maxStorageBuffersPerShaderStage: d.maxStorageBuffersPerShaderStage,
   };
-  return new Gpu(device, info, limits);
+  const gpu = new Gpu(device, info, limits);
+  gpu.poisonBuffers = opts.poisonBuffers ?? false;
+  return gpu;
 }
 
 export class Gpu {
   /** True once the device is lost (or destroyed); every method then throws GpuLostError. */
   lost = false;
   lostMessage = "";
+  poisonBuffers = false;
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private readonly lostCallbacks: ((message: string) => void)[] = [];
   private destroyed = false;
@@ -177,7 +182,11 @@ export class Gpu {
     if (size > this.limits.maxBufferSize) {
       throw new GpuError(`${label}: ${size} bytes exceeds maxBufferSize ${this.limits.maxBufferSize}`);
     }
-    return this.device.createBuffer({ size, usage, label });
+    if (!this.poisonBuffers || usage & GPUBufferUsage.MAP_READ) return this.device.createBuffer({ size, usage, label });
+    const buf = this.device.createBuffer({ size, usage, label, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).fill(0xff);
+    buf.unmap();
+    return buf;
   }
 
   /** A storage buffer (by default) holding a copy of data. */

@@ -1,0 +1,318 @@
+/**
+ * UMAP layout of a fuzzy neighbour graph on the CPU: scanpy's `tl.umap`, which calls umap-learn
+ * 0.5's `simplicial_set_embedding` on `obsp['connectivities']` with a, b from `find_ab_params`.
+ *
+ * Steps, as umap-learn does them:
+ * 1. prune: drop entries below max(weight) / nEpochs (below max / default epochs when nEpochs <= 10);
+ * 2. init: spectral (spectral.ts: eigenvectors 2..3 of the normalized graph Laplacian; umap's
+ *    multi-component layout for a disconnected graph), scaled by 10 / max|x| plus N(0, 1e-4) noise;
+ *    or random uniform in [-10, 10]; then each coordinate rescaled to [0, 10];
+ * 3. SGD, `optimize_layout_euclidean` with move_other = true: every directed edge i of the pruned
+ *    graph is sampled once per epochs_per_sample[i] = max(w) / w_i epochs; an attractive step
+ *    −2ab·d^(2(b−1)) / (1 + a·d^(2b)) · (x_j − x_k) moves both ends; then
+ *    int((epoch − next_negative) / (epochs_per_sample / negativeSampleRate)) negative samples
+ *    each push x_j by 2γb / ((0.001 + d²)(1 + a·d^(2b))) · (x_j − x_k); gradients clipped to ±4;
+ *    learning rate α·(1 − epoch / nEpochs); γ = 1.
+ *
+ * Deliberate differences: umap draws negative samples from a shared Tausworthe stream (a race
+ * when parallel); here sample p of edge i in epoch e is hash(seed, i, e, p) mod n — a counter-based
+ * draw, so the sequential result is identical run after run and a GPU twin can draw the same
+ * samples without shared state. Coordinates are float64 during optimisation (umap: float32).
+ * Edges are visited in CSR order (umap: COO order of the same matrix, also row-major).
+ */
+import type { Csr } from "../core/csr.js";
+import { Rng } from "../core/random.js";
+import { spectralLayoutCpu } from "./spectral.js";
+
+export interface UmapOptions {
+  minDist: number;
+  spread: number;
+  /** Default: 500 if n <= 10000 else 200 (umap-learn / scanpy). */
+  nEpochs?: number;
+  seed: number;
+  init?: "spectral" | "random";
+  negativeSampleRate?: number;
+  learningRate?: number;
+}
+
+/**
+ * umap-learn's find_ab_params: least-squares fit of 1 / (1 + a·x^(2b)) to the curve that is 1 for
+ * x < minDist and exp(−(x − minDist) / spread) beyond, on 300 points of [0, 3·spread] (umap uses
+ * scipy's curve_fit from a = b = 1; here Levenberg–Marquardt with the analytic Jacobian).
+ */
+export function findAbParams(spread: number, minDist: number): { a: number; b: number } {
+  const m = 300;
+  const x = new Float64Array(m);
+  const y = new Float64Array(m);
+  const step = (3 * spread) / (m - 1);
+  for (let i = 0; i < m; i++) {
+    x[i] = i === m - 1 ? 3 * spread : i * step;
+    y[i] = x[i] < minDist ? 1 : Math.exp(-(x[i] - minDist) / spread);
+  }
+  const cost = (a: number, b: number) => {
+    let s = 0;
+    for (let i = 0; i < m; i++) s += (1 / (1 + a * Math.pow(x[i], 2 * b)) - y[i]) ** 2;
+    return s;
+  };
+  let a = 1;
+  let b = 1;
+  let c = cost(a, b);
+  let lambda = 1e-3;
+  for (let iter = 0; iter < 500; iter++) {
+    // Normal equations JᵀJ δ = −Jᵀr of the residuals r_i = f(x_i) − y_i.
+    let jaa = 0;
+    let jab = 0;
+    let jbb = 0;
+    let ga = 0;
+    let gb = 0;
+    for (let i = 0; i < m; i++) {
+      if (x[i] === 0) continue; // f = 1 and both derivatives vanish at x = 0
+      const t = Math.pow(x[i], 2 * b);
+      const g = 1 + a * t;
+      const r = 1 / g - y[i];
+      const da = -t / (g * g);
+      const db = (-a * t * 2 * Math.log(x[i])) / (g * g);
+      jaa += da * da;
+      jab += da * db;
+      jbb += db * db;
+      ga += da * r;
+      gb += db * r;
+    }
+    let accepted = false;
+    while (lambda < 1e12) {
+      const maa = jaa * (1 + lambda);
+      const mbb = jbb * (1 + lambda);
+      const det = maa * mbb - jab * jab;
+      const dA = (-ga * mbb + gb * jab) / det;
+      const dB = (-gb * maa + ga * jab) / det;
+      const an = a + dA;
+      const bn = b + dB;
+      const cn = an > 0 && bn > 0 ? cost(an, bn) : Infinity;
+      if (cn <= c) {
+        const small = Math.abs(dA) <= 1e-13 * Math.abs(a) && Math.abs(dB) <= 1e-13 * Math.abs(b);
+        a = an;
+        b = bn;
+        const flat = c - cn <= 1e-16 * c;
+        c = cn;
+        lambda = Math.max(lambda / 10, 1e-12);
+        accepted = true;
+        if (small || flat) return { a, b };
+        break;
+      }
+      lambda *= 10;
+    }
+    if (!accepted) break;
+  }
+  return { a, b };
+}
+
+/** UMAP embedding of `graph` (symmetric n × n connectivities): n × 2 row-major float32. */
+export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
+  const dim = 2;
+  const n = graph.nRows;
+  const defaultEpochs = n <= 10000 ? 500 : 200;
+  const nEpochs = opts.nEpochs ?? defaultEpochs;
+  const negativeRate = opts.negativeSampleRate ?? 5;
+  const initialAlpha = opts.learningRate ?? 1;
+  const gamma = 1;
+  const { a, b } = findAbParams(opts.spread, opts.minDist);
+  const rng = new Rng(opts.seed);
+
+  const pruned = pruneGraph(graph, nEpochs > 10 ? nEpochs : defaultEpochs);
+  const emb = initialLayout(pruned, dim, opts.init ?? "spectral", rng);
+  if (n === 0) return new Float32Array(0);
+
+  // Edge arrays in CSR order: head = row, tail = column.
+  const nEdges = pruned.indptr[n];
+  const head = new Uint32Array(nEdges);
+  for (let r = 0; r < n; r++) head.fill(r, pruned.indptr[r], pruned.indptr[r + 1]);
+  const tail = pruned.indices;
+  let wMax = 0;
+  for (let e = 0; e < nEdges; e++) wMax = Math.max(wMax, pruned.data[e]);
+  // make_epochs_per_sample: n_epochs / (n_epochs · w / max w).
+  const epochsPerSample = new Float64Array(nEdges);
+  for (let e = 0; e < nEdges; e++) epochsPerSample[e] = nEpochs / (nEpochs * (pruned.data[e] / wMax));
+  const epochsPerNegative = Float64Array.from(epochsPerSample, (v) => v / negativeRate);
+  const nextSample = Float64Array.from(epochsPerSample);
+  const nextNegative = Float64Array.from(epochsPerNegative);
+  const seedKey = fmix((opts.seed >>> 0) ^ 0x9e3779b9);
+  const toVertex = n / 4294967296;
+  // x^b by table (see powTable), hoisted into locals for the hot loop.
+  const { value: powValue, inverse: powInverse, c: powC } = powTable(b);
+  const [c0, c1, c2, c3] = powC;
+
+  let alpha = initialAlpha;
+  for (let epoch = 0; epoch < nEpochs; epoch++) {
+    for (let e = 0; e < nEdges; e++) {
+      if (nextSample[e] > epoch) continue;
+      const j = head[e] * 2;
+      const k = tail[e] * 2;
+      let dx = emb[j] - emb[k];
+      let dy = emb[j + 1] - emb[k + 1];
+      let d2 = dx * dx + dy * dy;
+      if (d2 > 0) {
+        f64[0] = d2;
+        const bin = (u32[1] >>> (20 - POW_BITS)) - POW_LO;
+        let pb: number;
+        if (bin >= 0 && bin < POW_SIZE) {
+          const t = d2 * powInverse[bin] - 1;
+          pb = powValue[bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
+        } else pb = Math.pow(d2, b);
+        const coeff = (-2 * a * b * (pb / d2)) / (a * pb + 1);
+        const gx = clip(coeff * dx) * alpha;
+        const gy = clip(coeff * dy) * alpha;
+        emb[j] += gx;
+        emb[j + 1] += gy;
+        emb[k] -= gx;
+        emb[k + 1] -= gy;
+      }
+      nextSample[e] += epochsPerSample[e];
+
+      const nNeg = Math.floor((epoch - nextNegative[e]) / epochsPerNegative[e]);
+      if (nNeg <= 0) continue;
+      const base = negativeBase(seedKey, e, epoch);
+      for (let p = 0; p < nNeg; p++) {
+        let v = Math.floor((negativeDraw(base, p) >>> 0) * toVertex);
+        if (v >= n) v = n - 1;
+        const o = v * 2;
+        dx = emb[j] - emb[o];
+        dy = emb[j + 1] - emb[o + 1];
+        d2 = dx * dx + dy * dy;
+        if (d2 > 0) {
+          f64[0] = d2;
+          const bin = (u32[1] >>> (20 - POW_BITS)) - POW_LO;
+          let pb: number;
+          if (bin >= 0 && bin < POW_SIZE) {
+            const t = d2 * powInverse[bin] - 1;
+            pb = powValue[bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
+          } else pb = Math.pow(d2, b);
+          const coeff = (2 * gamma * b) / ((0.001 + d2) * (a * pb + 1));
+          emb[j] += clip(coeff * dx) * alpha;
+          emb[j + 1] += clip(coeff * dy) * alpha;
+        } else if (o !== j) {
+          // Coincident with another point: umap 0.5.3 pushes by the clip value.
+          emb[j] += 4 * alpha;
+          emb[j + 1] += 4 * alpha;
+        }
+      }
+      nextNegative[e] += nNeg * epochsPerNegative[e];
+    }
+    alpha = initialAlpha * (1 - epoch / nEpochs);
+  }
+  return Float32Array.from(emb);
+}
+
+/** Keep entries >= max / epochs (umap zeroes the smaller ones and eliminates zeros). */
+function pruneGraph(graph: Csr, epochs: number): Csr {
+  const n = graph.nRows;
+  const nnz = graph.indptr[n];
+  let max = 0;
+  for (let k = 0; k < nnz; k++) max = Math.max(max, graph.data[k]);
+  const threshold = max / epochs;
+  const indptr = new Float64Array(n + 1);
+  let kept = 0;
+  for (let k = 0; k < nnz; k++) if (graph.data[k] >= threshold && graph.data[k] > 0) kept++;
+  const indices = new Uint32Array(kept);
+  const data = new Float32Array(kept);
+  let o = 0;
+  for (let r = 0; r < n; r++) {
+    const end = graph.indptr[r + 1];
+    for (let k = graph.indptr[r]; k < end; k++) {
+      const v = graph.data[k];
+      if (v >= threshold && v > 0) {
+        indices[o] = graph.indices[k];
+        data[o++] = v;
+      }
+    }
+    indptr[r + 1] = o;
+  }
+  return { nRows: n, nCols: graph.nCols, indptr, indices, data };
+}
+
+/** umap's initial coordinates, rescaled per dimension to [0, 10] as simplicial_set_embedding does. */
+function initialLayout(graph: Csr, dim: number, init: "spectral" | "random", rng: Rng): Float64Array {
+  const n = graph.nRows;
+  let emb: Float64Array;
+  if (init === "random") {
+    emb = new Float64Array(n * dim);
+    for (let t = 0; t < emb.length; t++) emb[t] = rng.nextFloat() * 20 - 10;
+  } else {
+    emb = spectralLayoutCpu(graph, dim, rng);
+    let maxAbs = 0;
+    for (let t = 0; t < emb.length; t++) maxAbs = Math.max(maxAbs, Math.abs(emb[t]));
+    const expansion = maxAbs > 0 ? 10 / maxAbs : 1;
+    // Tiny noise so that no two points start exactly together.
+    for (let t = 0; t < emb.length; t++) emb[t] = emb[t] * expansion + 1e-4 * rng.normal();
+  }
+  for (let d = 0; d < dim; d++) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let i = 0; i < n; i++) {
+      lo = Math.min(lo, emb[i * dim + d]);
+      hi = Math.max(hi, emb[i * dim + d]);
+    }
+    const s = hi > lo ? 10 / (hi - lo) : 0;
+    for (let i = 0; i < n; i++) emb[i * dim + d] = (emb[i * dim + d] - lo) * s;
+  }
+  return emb;
+}
+
+interface PowTable {
+  value: Float64Array;
+  inverse: Float64Array;
+  c: Float64Array;
+}
+
+// Scratch for reading a float64's bits.
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+const POW_BITS = 6; // mantissa bits per table bin: 64 bins per octave
+const POW_LO = (1023 - 64) << POW_BITS; // table covers 2^-64 .. 2^64
+const POW_SIZE = 128 << POW_BITS;
+
+/**
+ * Table for x^b, x > 0, without Math.pow (which costs ~10x more in V8 and dominated the SGD):
+ * the value at the start of x's bin (exponent + top 6 mantissa bits) times a 4-term binomial
+ * series in t = x / start − 1 < 2^-6; relative error < 1e-10. Outside 2^±64 the SGD loop falls
+ * back to Math.pow.
+ */
+function powTable(b: number): PowTable {
+  const value = new Float64Array(POW_SIZE);
+  const inverse = new Float64Array(POW_SIZE);
+  for (let i = 0; i < POW_SIZE; i++) {
+    u32[0] = 0;
+    u32[1] = (POW_LO + i) << (20 - POW_BITS);
+    value[i] = Math.pow(f64[0], b);
+    inverse[i] = 1 / f64[0];
+  }
+  const c = new Float64Array(4);
+  c[0] = b;
+  for (let k = 1; k < 4; k++) c[k] = (c[k - 1] * (b - k)) / (k + 1);
+  return { value, inverse, c };
+}
+
+function clip(v: number): number {
+  return v > 4 ? 4 : v < -4 ? -4 : v;
+}
+
+/**
+ * Negative samples are a counter-based hash: draw p of edge e in epoch `epoch` is
+ * fmix(fmix(fmix(seedKey ^ e) ^ epoch·φ) + (p + 1)·c), mapped to a vertex by multiply-and-floor.
+ */
+function negativeBase(seedKey: number, e: number, epoch: number): number {
+  return fmix(fmix(seedKey ^ e) ^ Math.imul(epoch + 1, 0x9e3779b9));
+}
+
+function negativeDraw(base: number, p: number): number {
+  return fmix(base + Math.imul(p + 1, 0x85ebca6b));
+}
+
+/** murmur3's 32-bit finaliser. */
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}

@@ -48,9 +48,10 @@ export function leidenCpu(graph: Csr, opts: LeidenOptions): Int32Array {
   const nIterations = opts.nIterations ?? -1;
   const rng = new Rng(opts.seed);
   const ctx = new Scratch(n);
-  for (let itr = 1; ; itr++) {
+  // As leidenalg's Optimiser.optimise_partition(n_iterations): a fixed count, or until no gain.
+  for (let itr = 0; nIterations < 0 || itr < nIterations; itr++) {
     const improvement = optimiseOnce(g0, membership, opts.resolution, totalWeight, rng, ctx);
-    if (nIterations < 0 ? !(improvement > 0) : itr >= nIterations) break;
+    if (nIterations < 0 && !(improvement > 0)) break;
   }
   return labelsBySize(membership);
 }

@@ -1,0 +1,455 @@
+/**
+ * Marker genes: scanpy's `tl.rank_genes_groups(reference='rest', corr_method='benjamini-hochberg')`
+ * with method 'wilcoxon' (optionally tie-corrected) or 't-test' (Welch), on log-normalized data.
+ *
+ * Wilcoxon (scanpy's `_RankGenes.wilcoxon`, no reference): for each gene, exact average-tie ranks
+ * over all tested cells; R = rank sum of the group;
+ *   z = (R - n1 (N+1)/2) / sqrt(tc · n1 n2 (N+1) / 12),  tc = 1 - Σ(t³ - t)/(N³ - N) or 1;
+ * a NaN z becomes 0; p = 2·sf(|z|) under the standard normal.
+ * t-test (scanpy's `_RankGenes.t_test`): Welch t from group/rest means and variances (ddof 1),
+ * p two-sided from Student's t with Welch–Satterthwaite df (scipy's ttest_ind_from_stats,
+ * equal_var=False: a NaN df becomes 1); NaN t -> score 0, NaN p -> 1.
+ * Both: BH-adjusted p per group over all genes (statsmodels fdr_bh);
+ *   logfoldchanges = log2((expm1(mean_g) + 1e-9) / (expm1(mean_rest) + 1e-9)), means of the log values.
+ *
+ * Differences from scanpy, on purpose:
+ * - Cells labelled -1 take no part at all (neither group nor rest, and not ranked); scanpy puts
+ *   every cell not in the group, labelled or not, into 'rest'.
+ * - Ties in the per-group ordering go to the smaller gene index (scanpy's argsort order is unspecified).
+ *
+ * How: zeros of a gene form one tie block, so only its nonzeros are sorted. Each nonzero becomes
+ * one float64 key = (order-preserving uint32 of the float32 value)·2^s + group, so a plain numeric
+ * typed-array sort orders values and carries the group along; genes are processed in chunks so
+ * the key buffer stays bounded. Rank sums are multiples of 1/2, exact in float64.
+ */
+import type { Csr } from "../core/csr.js";
+import type { UnsValue } from "../pipeline/result.js";
+
+export interface MarkerResult {
+  groupNames: string[];
+  /** per group, arrays over all genes (index = gene) */
+  scores: Float64Array[];
+  logfoldchanges: Float64Array[];
+  pvals: Float64Array[];
+  pvalsAdj: Float64Array[];
+  /** per group, gene indices sorted by score descending (ties: smaller gene index first) */
+  order: Int32Array[];
+}
+
+export interface MarkerOptions {
+  method: "wilcoxon" | "t-test";
+  tieCorrect: boolean;
+}
+
+/** Largest number of sort keys held at once (64 MiB of float64). */
+const KEY_BUDGET = 1 << 23;
+
+/**
+ * X: log-normalized cells × genes; labels: group code per cell (0..nGroups-1, -1 = excluded).
+ * Throws if a group has fewer than 2 cells, as scanpy does.
+ */
+export function rankGenesGroupsCpu(X: Csr, labels: Int32Array, groupNames: string[], opts: MarkerOptions): MarkerResult {
+  const nGroups = groupNames.length;
+  const nGenes = X.nCols;
+  if (labels.length !== X.nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${X.nRows} cells`);
+  if (nGroups < 1 || nGroups > 1 << 20) throw new Error(`rankGenesGroups: unsupported number of groups ${nGroups}`);
+  const groupSize = new Float64Array(nGroups);
+  for (let r = 0; r < X.nRows; r++) {
+    const g = labels[r];
+    if (g < -1 || g >= nGroups) throw new Error(`rankGenesGroups: label ${g} of cell ${r} is outside -1..${nGroups - 1}`);
+    if (g >= 0) groupSize[g]++;
+  }
+  const small = groupNames.filter((_, g) => groupSize[g] < 2);
+  if (small.length > 0) {
+    throw new Error(`rankGenesGroups: could not calculate statistics for groups ${small.join(", ")} since they contain fewer than 2 cells`);
+  }
+  let nCells = 0;
+  for (let g = 0; g < nGroups; g++) nCells += groupSize[g];
+
+  // Per group × gene sums of values and squares (float64), and stored nonzeros per gene.
+  const sum = new Float64Array(nGroups * nGenes);
+  const sumSq = new Float64Array(nGroups * nGenes);
+  const nzPerGene = new Float64Array(nGenes);
+  for (let r = 0; r < X.nRows; r++) {
+    const g = labels[r];
+    if (g < 0) continue;
+    const off = g * nGenes;
+    const end = X.indptr[r + 1];
+    for (let k = X.indptr[r]; k < end; k++) {
+      const v = X.data[k];
+      if (v === 0) continue;
+      const j = X.indices[k];
+      sum[off + j] += v;
+      sumSq[off + j] += v * v;
+      nzPerGene[j]++;
+    }
+  }
+  const total = new Float64Array(nGenes);
+  const totalSq = new Float64Array(nGenes);
+  for (let g = 0; g < nGroups; g++) {
+    for (let j = 0; j < nGenes; j++) {
+      total[j] += sum[g * nGenes + j];
+      totalSq[j] += sumSq[g * nGenes + j];
+    }
+  }
+
+  const scores: Float64Array[] = [];
+  const pvals: Float64Array[] = [];
+  const logfoldchanges: Float64Array[] = [];
+  for (let g = 0; g < nGroups; g++) {
+    scores.push(new Float64Array(nGenes));
+    pvals.push(new Float64Array(nGenes));
+    const lfc = new Float64Array(nGenes);
+    const n1 = groupSize[g];
+    const n2 = nCells - n1;
+    for (let j = 0; j < nGenes; j++) {
+      const s = sum[g * nGenes + j];
+      const meanG = s / n1;
+      const meanRest = (total[j] - s) / n2;
+      lfc[j] = Math.log2((Math.expm1(meanG) + 1e-9) / (Math.expm1(meanRest) + 1e-9));
+    }
+    logfoldchanges.push(lfc);
+  }
+
+  if (opts.method === "wilcoxon") {
+    wilcoxon(X, labels, groupSize, nCells, nzPerGene, opts.tieCorrect, scores, pvals);
+  } else if (opts.method === "t-test") {
+    for (let g = 0; g < nGroups; g++) {
+      const n1 = groupSize[g];
+      const n2 = nCells - n1;
+      for (let j = 0; j < nGenes; j++) {
+        const s = sum[g * nGenes + j];
+        const sq = sumSq[g * nGenes + j];
+        const m1 = s / n1;
+        const m2 = (total[j] - s) / n2;
+        const v1 = varianceFromSums(s, sq, n1);
+        const v2 = varianceFromSums(total[j] - s, totalSq[j] - sq, n2);
+        const { t, p } = welchTTest(m1, v1, n1, m2, v2, n2);
+        scores[g][j] = Number.isNaN(t) ? 0 : t;
+        pvals[g][j] = Number.isNaN(p) ? 1 : p;
+      }
+    }
+  } else {
+    throw new Error(`rankGenesGroups: unknown method ${String(opts.method)}`);
+  }
+
+  return {
+    groupNames: groupNames.slice(),
+    scores,
+    logfoldchanges,
+    pvals,
+    pvalsAdj: pvals.map(benjaminiHochberg),
+    order: scores.map(orderByScoreDesc),
+  };
+}
+
+/** Sample variance (ddof 1) from float64 sums, clamped at 0 against rounding. */
+function varianceFromSums(s: number, sq: number, n: number): number {
+  const mean = s / n;
+  return Math.max(0, (sq - n * mean * mean) / (n - 1));
+}
+
+function wilcoxon(
+  X: Csr,
+  labels: Int32Array,
+  groupSize: Float64Array,
+  nCells: number,
+  nzPerGene: Float64Array,
+  tieCorrect: boolean,
+  scores: Float64Array[],
+  pvals: Float64Array[],
+): void {
+  const nGroups = groupSize.length;
+  const nGenes = X.nCols;
+  const bits = new Uint32Array(X.data.buffer, X.data.byteOffset, X.data.length);
+  const cursor = Float64Array.from(X.indptr.subarray(0, X.nRows));
+  let maxGene = 0;
+  let nzAll = 0;
+  for (let j = 0; j < nGenes; j++) {
+    maxGene = Math.max(maxGene, nzPerGene[j]);
+    nzAll += nzPerGene[j];
+  }
+  const keys = new Float64Array(Math.max(1, Math.min(Math.max(KEY_BUDGET, maxGene), nzAll)));
+  const start = new Float64Array(nGenes + 1);
+  const fill = new Float64Array(nGenes);
+  const rankSum = new Float64Array(nGroups);
+  const nzInGroup = new Float64Array(nGroups);
+  // Keys are sortable·span + group with span a power of two, so both parts come back exactly.
+  const span = 2 ** Math.ceil(Math.log2(nGroups + 1));
+  const invSpan = 1 / span;
+  const N = nCells;
+  const meanRank = (N + 1) / 2;
+  const tieDenom = N * N * N - N;
+
+  let j0 = 0;
+  while (j0 < nGenes) {
+    // Genes [j0, j1) whose nonzeros fit in the key buffer (at least one gene).
+    let j1 = j0;
+    let used = 0;
+    while (j1 < nGenes && (j1 === j0 || used + nzPerGene[j1] <= keys.length)) {
+      start[j1] = used;
+      used += nzPerGene[j1];
+      j1++;
+    }
+    start[j1] = used;
+    fill.set(start.subarray(j0, j1), j0);
+
+    // Bucket this chunk's nonzeros by gene; each row's columns are increasing, so a cursor per
+    // row walks through the chunks in order.
+    for (let r = 0; r < X.nRows; r++) {
+      const end = X.indptr[r + 1];
+      let k = cursor[r];
+      const g = labels[r];
+      while (k < end && X.indices[k] < j1) {
+        if (g >= 0 && X.data[k] !== 0) {
+          const b = bits[k];
+          // Order-preserving map of float32 bit patterns to 0..2^32-1 (negatives below positives).
+          const sortable = b >= 0x80000000 ? 0xffffffff - b : b + 0x80000000;
+          keys[fill[X.indices[k]]++] = sortable * span + g;
+        }
+        k++;
+      }
+      cursor[r] = k;
+    }
+
+    for (let j = j0; j < j1; j++) {
+      const seg = keys.subarray(start[j], start[j + 1]);
+      seg.sort();
+      const nz = seg.length;
+      const zeros = N - nz;
+      rankSum.fill(0);
+      nzInGroup.fill(0);
+      // Negative values rank below the zero block.
+      let nNeg = 0;
+      while (nNeg < nz && seg[nNeg] < 0x80000000 * span) nNeg++;
+      let tieSum = zeros * zeros * zeros - zeros;
+      let i = 0;
+      while (i < nz) {
+        const value = Math.floor(seg[i] * invSpan);
+        let e = i + 1;
+        while (e < nz && Math.floor(seg[e] * invSpan) === value) e++;
+        const t = e - i;
+        const avg = i + 1 + (i >= nNeg ? zeros : 0) + (t - 1) / 2;
+        for (let q = i; q < e; q++) {
+          const g = seg[q] - value * span;
+          rankSum[g] += avg;
+          nzInGroup[g]++;
+        }
+        tieSum += t * t * t - t;
+        i = e;
+      }
+      const zeroAvg = nNeg + (zeros + 1) / 2;
+      const tc = tieCorrect && N >= 2 ? 1 - tieSum / tieDenom : 1;
+      for (let g = 0; g < nGroups; g++) {
+        const n1 = groupSize[g];
+        const R = rankSum[g] + zeroAvg * (n1 - nzInGroup[g]);
+        // Same operation order as scanpy.
+        const std = Math.sqrt((tc * n1 * (N - n1) * (N + 1)) / 12.0);
+        let z = (R - n1 * meanRank) / std;
+        if (Number.isNaN(z)) z = 0;
+        scores[g][j] = z;
+        pvals[g][j] = normalTwoSidedP(z);
+      }
+    }
+    j0 = j1;
+  }
+}
+
+/** Gene indices by score descending; ties by smaller index. */
+function orderByScoreDesc(score: Float64Array): Int32Array {
+  return stableArgsort(Float64Array.from(score, (v) => -v));
+}
+
+/** Indices that sort `key` ascending, equal keys in index order (bottom-up merge sort). */
+function stableArgsort(key: Float64Array): Int32Array {
+  const n = key.length;
+  let a = new Int32Array(n);
+  let b = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  for (let width = 1; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(lo + width, n);
+      const hi = Math.min(lo + 2 * width, n);
+      let i = lo;
+      let j = mid;
+      let o = lo;
+      while (i < mid && j < hi) b[o++] = key[a[j]] < key[a[i]] ? a[j++] : a[i++];
+      while (i < mid) b[o++] = a[i++];
+      while (j < hi) b[o++] = a[j++];
+    }
+    const t = a;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+/** Benjamini–Hochberg adjusted p-values, as statsmodels' multipletests(method='fdr_bh'). */
+export function benjaminiHochberg(p: Float64Array): Float64Array {
+  const n = p.length;
+  const idx = stableArgsort(p);
+  const out = new Float64Array(n);
+  let running = Infinity;
+  for (let k = n - 1; k >= 0; k--) {
+    const i = idx[k];
+    const v = p[i] / ((k + 1) / n);
+    if (v < running) running = v;
+    out[i] = Math.min(running, 1);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Distributions, float64.
+
+const INV_SQRT_PI = 0.5641895835477563; // 1/sqrt(pi)
+
+/**
+ * erfc(x) for x >= 0 with small relative error into the far tail (until it underflows near
+ * x ≈ 27). Below 3: 1 - erf(x) from erf's all-positive series
+ * erf(x) = 2/√π e^{-x²} Σ (2x²)^n x / (2n+1)!!. From 3: Laplace's continued fraction
+ * erfc(x) = e^{-x²}/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))), by the modified Lentz method.
+ */
+export function erfc(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  if (x < 0) return 2 - erfc(-x);
+  if (x < 3) {
+    const x2 = x * x;
+    let term = x;
+    let s = x;
+    for (let n = 1; term > s * 1e-17; n++) {
+      term *= (2 * x2) / (2 * n + 1);
+      s += term;
+    }
+    return 1 - 2 * INV_SQRT_PI * Math.exp(-x2) * s;
+  }
+  if (x > 27.3) return 0;
+  let f = x;
+  let c = x;
+  let d = 0;
+  for (let n = 1; n < 500; n++) {
+    const a = n / 2;
+    d = 1 / (x + a * d);
+    c = x + a / c;
+    const delta = c * d;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  return (INV_SQRT_PI * Math.exp(-x * x)) / f;
+}
+
+/** Two-sided p-value of a standard normal z: 2·sf(|z|) = erfc(|z|/√2). */
+export function normalTwoSidedP(z: number): number {
+  return erfc(Math.abs(z) * Math.SQRT1_2);
+}
+
+const LANCZOS = [
+  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+  12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+];
+
+/** ln Γ(x) for x > 0 (Lanczos, g = 7). */
+export function lnGamma(x: number): number {
+  if (x < 0.5) return Math.log(Math.PI / Math.abs(Math.sin(Math.PI * x))) - lnGamma(1 - x);
+  const xm = x - 1;
+  let a = LANCZOS[0];
+  const t = xm + 7.5;
+  for (let i = 1; i < 9; i++) a += LANCZOS[i] / (xm + i);
+  return 0.5 * Math.log(2 * Math.PI) + (xm + 0.5) * Math.log(t) - t + Math.log(a);
+}
+
+/** Continued fraction of the incomplete beta (Numerical Recipes' betacf, modified Lentz). */
+function betaContinuedFraction(a: number, b: number, x: number): number {
+  const TINY = 1e-300;
+  const qab = a + b;
+  const qap = a + 1;
+  const qam = a - 1;
+  let c = 1;
+  let d = 1 - (qab * x) / qap;
+  if (Math.abs(d) < TINY) d = TINY;
+  d = 1 / d;
+  let h = d;
+  for (let m = 1; m <= 100000; m++) {
+    const m2 = 2 * m;
+    let aa = (m * (b - m) * x) / ((qam + m2) * (a + m2));
+    d = 1 + aa * d;
+    if (Math.abs(d) < TINY) d = TINY;
+    c = 1 + aa / c;
+    if (Math.abs(c) < TINY) c = TINY;
+    d = 1 / d;
+    h *= d * c;
+    aa = (-(a + m) * (qab + m) * x) / ((a + m2) * (qap + m2));
+    d = 1 + aa * d;
+    if (Math.abs(d) < TINY) d = TINY;
+    c = 1 + aa / c;
+    if (Math.abs(c) < TINY) c = TINY;
+    d = 1 / d;
+    const del = d * c;
+    h *= del;
+    if (Math.abs(del - 1) < 1e-16) break;
+  }
+  return h;
+}
+
+/** Regularized incomplete beta I_x(a, b); y = 1 - x given separately to keep its precision. */
+export function betaIncReg(a: number, b: number, x: number, y = 1 - x): number {
+  if (x <= 0) return 0;
+  if (y <= 0) return 1;
+  const lnFront = a * Math.log(x) + b * Math.log(y) - (lnGamma(a) + lnGamma(b) - lnGamma(a + b));
+  if (x < (a + 1) / (a + b + 2)) return (Math.exp(lnFront) * betaContinuedFraction(a, b, x)) / a;
+  return 1 - (Math.exp(lnFront) * betaContinuedFraction(b, a, y)) / b;
+}
+
+/** Two-sided p-value of Student's t with df degrees of freedom: I_{df/(df+t²)}(df/2, 1/2). */
+export function studentTwoSidedP(t: number, df: number): number {
+  if (Number.isNaN(t) || Number.isNaN(df)) return NaN;
+  if (!Number.isFinite(t)) return 0;
+  const t2 = t * t;
+  return betaIncReg(df / 2, 0.5, df / (df + t2), t2 / (df + t2));
+}
+
+/** Welch's t and two-sided p, as scipy.stats.ttest_ind_from_stats(equal_var=False). */
+export function welchTTest(m1: number, var1: number, n1: number, m2: number, var2: number, n2: number): { t: number; p: number; df: number } {
+  const vn1 = var1 / n1;
+  const vn2 = var2 / n2;
+  let df = ((vn1 + vn2) * (vn1 + vn2)) / ((vn1 * vn1) / (n1 - 1) + (vn2 * vn2) / (n2 - 1));
+  if (Number.isNaN(df)) df = 1;
+  const t = (m1 - m2) / Math.sqrt(vn1 + vn2);
+  return { t, p: studentTwoSidedP(t, df), df };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What scanpy stores in adata.uns['rank_genes_groups']: params and per-field record arrays over
+ * the groups, each column the top nGenes (default all) in score order. Dtypes as scanpy's:
+ * names strings, scores and logfoldchanges float32, pvals and pvals_adj float64.
+ */
+export function markersToUns(
+  result: MarkerResult,
+  geneNames: string[],
+  groupby: string,
+  opts: { method: string; tieCorrect: boolean; nGenes?: number },
+): UnsValue {
+  const nAll = result.order.length > 0 ? result.order[0].length : 0;
+  const n = Math.min(opts.nGenes ?? nAll, nAll);
+  const fields = result.groupNames.slice();
+  const top = result.order.map((o) => o.subarray(0, n));
+  const pick32 = (vals: Float64Array[]) => top.map((o, g) => Float32Array.from(o, (j) => vals[g][j]));
+  const pick64 = (vals: Float64Array[]) => top.map((o, g) => Float64Array.from(o, (j) => vals[g][j]));
+  return {
+    params: {
+      groupby,
+      reference: "rest",
+      method: opts.method,
+      use_raw: false,
+      corr_method: "benjamini-hochberg",
+      tie_correct: opts.tieCorrect,
+    },
+    names: { recarray: { fields, columns: top.map((o) => Array.from(o, (j) => geneNames[j])) } },
+    scores: { recarray: { fields, columns: pick32(result.scores) } },
+    pvals: { recarray: { fields, columns: pick64(result.pvals) } },
+    pvals_adj: { recarray: { fields, columns: pick64(result.pvalsAdj) } },
+    logfoldchanges: { recarray: { fields, columns: pick32(result.logfoldchanges) } },
+  };
+}

@@ -1,0 +1,453 @@
+/**
+ * cellgpu benchmark suite.
+ *
+ *   npm run bench [-- --datasets a,b --sizes 10k,50k --backends cpu,webgpu --peers scranjs --repeat N]
+ *   node dist/bench.js simulate --cells 50000 --out dir --seed 1
+ *   node dist/bench.js fit-sim datasets/pbmc3k        (re-estimates src/sim/pbmc3k_genes.tsv.gz)
+ *
+ * Per dataset and repeat, each backend runs in a child process and then the peer (scran.js) in
+ * another, alternating (A B A B …); the table shows medians over repeats, ratios cellgpu/peer,
+ * the scanpy_like / Seurat timings recorded elsewhere, accuracy against the scanpy_like
+ * reference, peak RSS, and the bytes/FLOPs model. The JSON in bench/results holds the same.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, hostname, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { Command } from "commander";
+import { readTenxMtxDir } from "../src/io/mtx.js";
+import type { Backend } from "../src/pipeline/params.js";
+import { fitSimParams, PARAMS_FILE, writeSimParams } from "../src/sim/params.js";
+import { simulateTenx } from "../src/sim/simulate.js";
+import { compare, labelAri, loadReference, umapTrust, type Agreement, type Comparable } from "./accuracy.js";
+import { runChild, type ChildRequest, type ChildResult } from "./child.js";
+import { parseSize, readTsv, referenceDatasets, simulatedDataset, type BenchDataset } from "./datasets.js";
+import { measureGpuCeiling, stepWork, type GpuCeiling } from "./work.js";
+
+const STEPS = ["read", "qc", "normalize", "hvg", "pca", "neighbors_knn", "neighbors_graph", "leiden", "umap", "rank_genes_groups"];
+
+/** Recorded steps of the reference tools summed into the cellgpu step they correspond to. */
+const RECORDED: Record<string, Record<string, string[]>> = {
+  scanpy_like: {
+    read: ["read"],
+    qc: ["filter_cells", "filter_genes", "qc_metrics_filter"],
+    normalize: ["normalize_total", "log1p"],
+    hvg: ["hvg"],
+    pca: ["scale", "pca"],
+    neighbors_knn: ["neighbors_knn"],
+    neighbors_graph: ["neighbors_connectivities"],
+    leiden: ["leiden"],
+    umap: ["umap"],
+    rank_genes_groups: ["rank_genes_groups"],
+  },
+  seurat: {
+    read: ["read"],
+    qc: ["create_qc", "filter"],
+    normalize: ["normalize"],
+    hvg: ["hvg"],
+    pca: ["scale", "pca"],
+    neighbors_knn: ["neighbors"], // annoy kNN and SNN graph in one call
+    leiden: ["clusters"], // Louvain
+    umap: ["umap"],
+    rank_genes_groups: ["markers"],
+  },
+};
+
+interface PeerResult {
+  peer: string;
+  version: string;
+  threads: number;
+  nCells: number;
+  steps: Record<string, number>;
+  maxRssMiB: number;
+  clusters: number[];
+}
+
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res, rej) => {
+    const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("error", rej);
+    p.on("close", (code) => res({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** This script again (bundle or tsx), with the loader flags it was started with. */
+function selfCommand(): string[] {
+  return [...process.execArgv, process.argv[1]];
+}
+
+function peerScript(): string {
+  const here = dirname(process.argv[1]);
+  for (const p of [join(here, "peers/scranjs.mjs"), join(here, "../bench/peers/scranjs.mjs"), resolve("bench/peers/scranjs.mjs")]) {
+    if (existsSync(p)) return p;
+  }
+  throw new Error("bench/peers/scranjs.mjs not found");
+}
+
+async function runCellgpu(ds: BenchDataset, backend: Backend, dump: boolean, tmp: string): Promise<ChildResult> {
+  const req: ChildRequest = {
+    dir: ds.dir,
+    backend,
+    minGenes: ds.minGenes,
+    minCells: ds.minCells,
+    maxGenes: ds.maxGenes,
+    maxPctMt: ds.maxPctMt,
+    dumpOutputs: dump,
+    outFile: join(tmp, `cellgpu-${backend}.json`),
+  };
+  const reqFile = join(tmp, "request.json");
+  writeFileSync(reqFile, JSON.stringify(req));
+  rmSync(req.outFile, { force: true });
+  const r = await run(process.execPath, ["--max-old-space-size=16384", ...selfCommand(), "child", "--request", reqFile]);
+  if (r.code !== 0 || !existsSync(req.outFile)) {
+    const msg = (r.stderr.trim().split("\n").filter((l) => /Error|error/.test(l))[0] ?? r.stderr.trim().split("\n").pop() ?? "").slice(0, 300);
+    return { backend, readMs: NaN, steps: [], maxRssMiB: NaN, shapes: undefined as never, error: `exit ${r.code}: ${msg}` };
+  }
+  return JSON.parse(readFileSync(req.outFile, "utf8")) as ChildResult;
+}
+
+async function runScranjs(ds: BenchDataset, threads: number, epochs: number): Promise<PeerResult | { error: string }> {
+  const args = [peerScript(), "--dir", ds.dir, "--threads", String(threads), "--min-genes", String(ds.minGenes), "--epochs", String(epochs)];
+  if (ds.maxGenes !== undefined) args.push("--max-genes", String(ds.maxGenes));
+  if (ds.maxPctMt !== undefined) args.push("--max-pct-mt", String(ds.maxPctMt));
+  const r = await run(process.execPath, ["--max-old-space-size=16384", ...args]);
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.code !== 0 || !line.startsWith("{")) return { error: `exit ${r.code}: ${r.stderr.trim().split("\n").slice(-3).join(" ").slice(0, 300)}` };
+  return JSON.parse(line) as PeerResult;
+}
+
+function recordedTimings(dir: string | undefined, tool: string): Record<string, number> | undefined {
+  if (!dir || !existsSync(join(dir, "timings.tsv"))) return undefined;
+  const t = new Map(readTsv(join(dir, "timings.tsv")).rows.map((r) => [r[0], Number(r[1]) * 1000] as [string, number]));
+  const out: Record<string, number> = {};
+  for (const [step, parts] of Object.entries(RECORDED[tool])) {
+    if (parts.every((p) => t.has(p))) out[step] = parts.reduce((s, p) => s + t.get(p)!, 0);
+  }
+  if (t.has("total")) out.total = t.get("total")! - (t.get("read") ?? 0);
+  return out;
+}
+
+interface DatasetReport {
+  name: string;
+  dir: string;
+  repeats: number;
+  nCells?: number;
+  nGenes?: number;
+  nClusters?: number;
+  /** step → backend → median ms (and all runs). */
+  timings: Record<string, Record<string, { median: number; runs: number[] }>>;
+  peer?: { name: string; threads: number; nCells: number; timings: Record<string, { median: number; runs: number[] }>; maxRssMiB: number; error?: string };
+  ratios: Record<string, Record<string, number>>;
+  recorded: { scanpy_like?: Record<string, number>; seurat?: Record<string, number>; note: string };
+  accuracy: Record<string, Partial<Agreement> & { ari_labels?: number; labels?: string; umap_trustworthiness?: number }>;
+  backendAgreement?: Agreement;
+  peakRssMiB: Record<string, number>;
+  work: Record<string, Record<string, { bytes: number | null; flops: number | null; GBps: number | null; GFLOPps: number | null }>>;
+  errors: string[];
+}
+
+async function adapterName(backends: Backend[]): Promise<string> {
+  if (!backends.includes("webgpu")) return "cpu";
+  try {
+    const { acquireGpu } = await import("../src/gpu/device.js");
+    const gpu = await acquireGpu();
+    const name = gpu.info.description || `${gpu.info.vendor}-${gpu.info.architecture}`;
+    gpu.destroy();
+    return name;
+  } catch {
+    return "no-adapter";
+  }
+}
+
+const slug = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "unknown";
+
+async function bench(opts: {
+  datasets: string;
+  sizes: string;
+  backends: string;
+  peers: string;
+  repeat: string;
+  threads: string;
+  budgetMin: string;
+  seed: string;
+  cacheDir: string;
+  outDir: string;
+}): Promise<void> {
+  const t0 = performance.now();
+  const log = (s: string) => process.stderr.write(s + "\n");
+  const backends = opts.backends.split(",").filter(Boolean) as Backend[];
+  for (const b of backends) if (b !== "cpu" && b !== "webgpu") throw new Error(`unknown backend '${b}' (cpu, webgpu)`);
+  const peers = opts.peers.split(",").filter((p) => p && p !== "none");
+  for (const p of peers) if (p !== "scranjs") throw new Error(`unknown peer '${p}' (scranjs, none)`);
+  const repeat = Math.max(1, Number(opts.repeat));
+  const threads = Number(opts.threads);
+  const budgetMs = Number(opts.budgetMin) * 60_000;
+
+  const all = referenceDatasets();
+  const wanted = opts.datasets === "all" ? all.map((d) => d.name) : opts.datasets.split(",").filter(Boolean);
+  const datasets: BenchDataset[] = [];
+  for (const w of wanted) {
+    const d = all.find((x) => x.name === w);
+    if (!d) throw new Error(`unknown dataset '${w}'; datasets with a scanpy_like reference: ${all.map((x) => x.name).join(", ")}`);
+    datasets.push(d);
+  }
+  for (const s of opts.sizes.split(",").filter(Boolean)) {
+    datasets.push(await simulatedDataset(parseSize(s), Number(opts.seed), opts.cacheDir, log));
+  }
+  const adapter = await adapterName(backends);
+  const ceiling: GpuCeiling | null = backends.includes("webgpu") ? await measureGpuCeiling() : null;
+
+  const tmp = mkdtempSync(join(tmpdir(), "cellgpu-bench-"));
+  const cg = new Map<string, ChildResult[]>(); // `${dataset}\u0000${backend}` → runs
+  const pr = new Map<string, (PeerResult | { error: string })[]>();
+  const roundMs = new Map<string, number>();
+  const tStart = performance.now();
+  // Round-robin over datasets so every dataset gets its first repeat before any gets a third.
+  for (let r = 0; r < repeat; r++) {
+    for (const ds of datasets) {
+      const est = roundMs.get(ds.name) ?? 0;
+      if (r > 0 && performance.now() - tStart + est > budgetMs) {
+        log(`${ds.name}: repeat ${r + 1} skipped (would pass the ${opts.budgetMin}-minute budget)`);
+        continue;
+      }
+      const tr = performance.now();
+      for (const b of backends) {
+        log(`${ds.name}: cellgpu ${b}, repeat ${r + 1}/${repeat} …`);
+        const res = await runCellgpu(ds, b, r === 0, tmp);
+        if (res.error) log(`  failed: ${res.error}`);
+        const key = `${ds.name}\u0000${b}`;
+        cg.set(key, [...(cg.get(key) ?? []), res]);
+      }
+      for (const p of peers) {
+        log(`${ds.name}: ${p} (${threads} threads), repeat ${r + 1}/${repeat} …`);
+        const n = cg.get(`${ds.name}\u0000${backends[0]}`)?.[0]?.shapes?.nCells ?? 0;
+        const res = await runScranjs(ds, threads, n > 10_000 ? 200 : 500);
+        if ("error" in res) log(`  failed: ${res.error}`);
+        pr.set(ds.name, [...(pr.get(ds.name) ?? []), res]);
+      }
+      roundMs.set(ds.name, performance.now() - tr);
+    }
+  }
+  rmSync(tmp, { recursive: true, force: true });
+
+  const reports: DatasetReport[] = [];
+  for (const ds of datasets) {
+    log(`${ds.name}: accuracy …`);
+    const rep: DatasetReport = {
+      name: ds.name,
+      dir: ds.dir,
+      repeats: 0,
+      timings: {},
+      ratios: {},
+      recorded: {
+        scanpy_like: recordedTimings(ds.refDir, "scanpy_like"),
+        seurat: recordedTimings(ds.seuratDir, "seurat"),
+        note: "recorded on another run (../shared/reference/<dataset>/*/timings.tsv, same 2-core machine type, other load); seurat neighbors_knn = kNN + SNN graph, leiden = Louvain",
+      },
+      accuracy: {},
+      peakRssMiB: {},
+      work: {},
+      errors: [],
+    };
+    const ref = ds.refDir ? loadReference(ds.refDir) : undefined;
+    const firstOutputs = new Map<Backend, Comparable>();
+    for (const b of backends) {
+      const runs = cg.get(`${ds.name}\u0000${b}`) ?? [];
+      const ok = runs.filter((x) => !x.error);
+      for (const x of runs) if (x.error) rep.errors.push(`cellgpu ${b}: ${x.error}`);
+      if (ok.length === 0) continue;
+      rep.repeats = Math.max(rep.repeats, ok.length);
+      const stepMs = (x: ChildResult, step: string) =>
+        step === "read" ? x.readMs : x.steps.filter((s) => s.step === step).reduce((a, s) => a + s.ms, 0);
+      for (const step of STEPS) {
+        const vals = ok.map((x) => stepMs(x, step));
+        (rep.timings[step] ??= {})[b] = { median: median(vals), runs: vals };
+      }
+      const totals = ok.map((x) => x.steps.reduce((a, s) => a + s.ms, 0));
+      (rep.timings.total ??= {})[b] = { median: median(totals), runs: totals };
+      const withRead = ok.map((x, i) => totals[i] + x.readMs);
+      (rep.timings.total_with_read ??= {})[b] = { median: median(withRead), runs: withRead };
+      rep.peakRssMiB[b] = Math.max(...ok.map((x) => x.maxRssMiB));
+      const s = ok[0].shapes;
+      rep.nCells = s.nCells;
+      rep.nGenes = s.nGenes;
+      rep.nClusters = s.nClusters;
+      rep.work[b] = {};
+      for (const step of STEPS.slice(1)) {
+        const w = stepWork(step, s);
+        const ms = rep.timings[step][b].median;
+        rep.work[b][step] = {
+          ...w,
+          GBps: w.bytes === null ? null : w.bytes / (ms * 1e6),
+          GFLOPps: w.flops === null ? null : w.flops / (ms * 1e6),
+        };
+      }
+      const backendsRan = new Set(ok[0].steps.map((x) => x.backend));
+      const o = ok[0].outputs;
+      if (!o) continue;
+      firstOutputs.set(b, o);
+      const acc: DatasetReport["accuracy"][string] = ref ? compare(o, ref) : {};
+      if (ds.labels) {
+        acc.ari_labels = labelAri(o, ds.labels.path, ds.labels.column);
+        acc.labels = ds.labels.what;
+      }
+      acc.umap_trustworthiness = umapTrust(o);
+      rep.accuracy[b] = acc;
+      if (b === "webgpu" && !backendsRan.has("webgpu")) rep.errors.push("webgpu requested but every step ran on the CPU");
+    }
+    const cpuOut = firstOutputs.get("cpu");
+    const gpuOut = firstOutputs.get("webgpu");
+    if (cpuOut && gpuOut) rep.backendAgreement = compare(gpuOut, cpuOut);
+
+    const peerRuns = pr.get(ds.name) ?? [];
+    const peerOk = peerRuns.filter((x): x is PeerResult => !("error" in x));
+    for (const x of peerRuns) if ("error" in x) rep.errors.push(`scran.js: ${x.error}`);
+    if (peerOk.length > 0) {
+      const t: Record<string, { median: number; runs: number[] }> = {};
+      for (const step of STEPS) {
+        const vals = peerOk.map((x) => x.steps[step]).filter((v) => v !== undefined);
+        if (vals.length) t[step] = { median: median(vals), runs: vals };
+      }
+      const totals = peerOk.map((x) => STEPS.slice(1).reduce((a, st) => a + (x.steps[st] ?? 0), 0));
+      t.total = { median: median(totals), runs: totals };
+      const withRead = peerOk.map((x, i) => totals[i] + x.steps.read);
+      t.total_with_read = { median: median(withRead), runs: withRead };
+      rep.peer = { name: "scran.js 4.0.9", threads, nCells: peerOk[0].nCells, timings: t, maxRssMiB: Math.max(...peerOk.map((x) => x.maxRssMiB)) };
+      for (const b of backends) {
+        for (const step of [...STEPS, "total", "total_with_read"]) {
+          const mine = rep.timings[step]?.[b]?.median;
+          const theirs = t[step]?.median;
+          if (mine !== undefined && theirs !== undefined) (rep.ratios[step] ??= {})[b] = mine / theirs;
+        }
+      }
+    }
+    reports.push(rep);
+  }
+
+  const date = new Date().toISOString().slice(0, 10);
+  const machine = { host: hostname(), cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, node: process.version, adapter };
+  const json = {
+    date: new Date().toISOString(),
+    machine,
+    args: opts,
+    backends,
+    peers: peers.map((p) => ({ name: p, version: "4.0.9", threads })),
+    gpuCeiling: ceiling,
+    workModel: "bench/work.ts: bytes and FLOPs counted from shapes (a model, not hardware counters); rates = model / median ms",
+    wallSeconds: (performance.now() - t0) / 1000,
+    datasets: reports,
+  };
+  mkdirSync(opts.outDir, { recursive: true });
+  const outPath = join(opts.outDir, `${date}-${slug(machine.host)}-${slug(adapter)}.json`);
+  writeFileSync(outPath, JSON.stringify(json, null, 1) + "\n");
+  process.stdout.write(markdown(json.machine, backends, threads, reports, json.wallSeconds));
+  log(`wrote ${outPath}`);
+}
+
+const f = (x: number | undefined | null, d = 0): string => (x === undefined || x === null || !Number.isFinite(x) ? "–" : x.toFixed(d));
+
+function markdown(machine: { host: string; cpu: string; cores: number; node: string; adapter: string }, backends: Backend[], threads: number, reports: DatasetReport[], wall: number): string {
+  const out: string[] = [];
+  out.push(`Machine: ${machine.host}, ${machine.cores} × ${machine.cpu}, Node ${machine.node}, adapter: ${machine.adapter}. Wall time ${f(wall)} s.`);
+  out.push(`Times are medians over repeats in ms; scran.js 4.0.9 with ${threads} threads in the same run (child process per repeat, alternating).`);
+  out.push("scanpy_like / Seurat columns: recorded on another run (../shared/reference), shown for scale only.");
+  out.push("");
+  for (const r of reports) {
+    out.push(`### ${r.name} — ${r.nCells ?? "?"} cells × ${r.nGenes ?? "?"} genes after QC, ${r.nClusters ?? "?"} clusters, ${r.repeats} repeat(s)`);
+    out.push("");
+    const hdr = ["step", ...backends.map((b) => `${b} ms`), ...(r.peer ? [`scran.js ms (${r.peer.threads} thr)`, ...backends.map((b) => `${b}/scran.js`)] : []), "scanpy_like ms (rec.)", "seurat ms (rec.)", ...backends.map((b) => `${b} GB/s · GFLOP/s (model)`)];
+    out.push(`| ${hdr.join(" | ")} |`);
+    out.push(`|${hdr.map(() => "---").join("|")}|`);
+    for (const step of [...STEPS, "total", "total_with_read"]) {
+      const row = [step];
+      for (const b of backends) row.push(f(r.timings[step]?.[b]?.median));
+      if (r.peer) {
+        row.push(f(r.peer.timings[step]?.median));
+        for (const b of backends) row.push(f(r.ratios[step]?.[b], 2));
+      }
+      const recStep = step === "total_with_read" ? undefined : step;
+      row.push(recStep ? f(r.recorded.scanpy_like?.[recStep]) : "–", recStep ? f(r.recorded.seurat?.[recStep]) : "–");
+      for (const b of backends) {
+        const w = r.work[b]?.[step];
+        row.push(w && (w.GBps !== null || w.GFLOPps !== null) ? `${f(w.GBps, 2)} · ${f(w.GFLOPps, 2)}` : "–");
+      }
+      out.push(`| ${row.join(" | ")} |`);
+    }
+    out.push("");
+    const ah = ["backend", "HVG Jaccard", "PC1–10 subspace", "kNN@15 recall", "ARI vs ref", "ARI vs labels", "UMAP trust.", "top-25 markers", "peak RSS MiB"];
+    out.push(`| ${ah.join(" | ")} |`);
+    out.push(`|${ah.map(() => "---").join("|")}|`);
+    for (const b of backends) {
+      const a = r.accuracy[b];
+      if (!a) continue;
+      const lab = a.ari_labels === undefined ? "–" : `${f(a.ari_labels, 3)} (${a.labels})`;
+      out.push(`| ${b} | ${f(a.hvg_jaccard, 3)} | ${f(a.pc10_subspace, 4)} | ${f(a.knn15_recall, 3)} | ${f(a.ari_clusters, 3)} | ${lab} | ${f(a.umap_trustworthiness, 3)} | ${f(a.marker_top25_overlap, 2)} | ${f(r.peakRssMiB[b])} |`);
+    }
+    if (r.peer) out.push(`| scran.js | | | | | | | | ${f(r.peer.maxRssMiB)} |`);
+    if (r.backendAgreement) {
+      const a = r.backendAgreement;
+      out.push(`| webgpu vs cpu | ${f(a.hvg_jaccard, 3)} | ${f(a.pc10_subspace, 4)} | ${f(a.knn15_recall, 3)} | ${f(a.ari_clusters, 3)} | | | ${f(a.marker_top25_overlap, 2)} | |`);
+    }
+    for (const e of r.errors) out.push(`\n> ${e}`);
+    out.push("");
+  }
+  return out.join("\n") + "\n";
+}
+
+const program = new Command("bench").description("cellgpu benchmark suite");
+program
+  .command("run", { isDefault: true })
+  .description("time and check cellgpu against peers and reference outputs")
+  .option("--datasets <list>", "comma-separated reference datasets, or 'all'", "all")
+  .option("--sizes <list>", "simulated sizes, e.g. 10k,50k", "")
+  .option("--backends <list>", "cpu,webgpu", "cpu")
+  .option("--peers <list>", "scranjs or none", "scranjs")
+  .option("--repeat <n>", "repeats per dataset (median reported)", "3")
+  .option("--threads <n>", "scran.js threads", "2")
+  .option("--budget-min <m>", "skip repeats after the first that would pass this many minutes", "13")
+  .option("--seed <n>", "simulator seed", "1")
+  .option("--cache-dir <dir>", "where simulated datasets are kept", join(tmpdir(), "cellgpu-bench-sim"))
+  .option("--out-dir <dir>", "where the JSON result goes", "bench/results")
+  .action(bench);
+program
+  .command("simulate")
+  .description("write a simulated 10x MTX directory (negative-binomial counts, pbmc3k gene parameters)")
+  .requiredOption("--cells <n>", "number of cells (e.g. 50000 or 50k)")
+  .requiredOption("--out <dir>", "output directory")
+  .option("--seed <n>", "seed", "1")
+  .option("--clusters <n>", "number of clusters", "8")
+  .action(async (o: { cells: string; out: string; seed: string; clusters: string }) => {
+    const t = performance.now();
+    const s = await simulateTenx({ nCells: parseSize(o.cells), outDir: o.out, seed: Number(o.seed), nClusters: Number(o.clusters) });
+    console.log(`${s.nCells} cells × ${s.nGenes} genes, ${s.nnz} nonzeros, cluster sizes ${s.clusterSizes.join(" ")}; ${((performance.now() - t) / 1000).toFixed(1)} s → ${o.out}`);
+  });
+program
+  .command("fit-sim <dir>")
+  .description(`re-estimate the simulator's gene parameters from a 10x directory (writes src/sim/${PARAMS_FILE})`)
+  .option("--out <path>", "output file", join("src/sim", PARAMS_FILE))
+  .action((dir: string, o: { out: string }) => {
+    const cm = readTenxMtxDir(dir);
+    cm.source = dir.split("/").filter(Boolean).pop() ?? dir;
+    const p = fitSimParams(cm);
+    writeSimParams(p, o.out);
+    console.log(`${p.geneIds.length} genes, ln library size ${p.libLogMean.toFixed(3)} ± ${p.libLogSd.toFixed(3)} → ${o.out}`);
+  });
+program
+  .command("child", { hidden: true })
+  .requiredOption("--request <file>")
+  .action(async (o: { request: string }) => {
+    await runChild(JSON.parse(readFileSync(o.request, "utf8")) as ChildRequest);
+  });
+
+await program.parseAsync(process.argv);

@@ -12,6 +12,8 @@
  * maxValue undefined = no clipping (scale(max_value=None)).
  */
 import type { Csr } from "../core/csr.js";
+import type { Gpu } from "../gpu/device.js";
+import { destroyCsrChunk, type GpuCsrChunk, type RowChunk, rowChunks, uploadCsrChunk } from "../gpu/chunking.js";
 
 /** c_j = the scaled value of a zero entry, clipped. */
 export function zeroScaled(mean: Float64Array, std: Float64Array, maxValue: number | undefined): Float64Array {
@@ -79,4 +81,145 @@ export function scaledGramCpu(
     }
   }
   return { gram, colMean, c };
+}
+
+/**
+ * GPU twin of scaledGramCpu (kernels/gram.wgsl). The O(Σ nnz_row²) part, SᵀS, runs on the device:
+ * scale_entries forms s_ij per stored entry, gram_rows builds Gram row j from the cells that
+ * express feature j (a per-chunk CSC built on the host, O(nnz)), summing the float32 products
+ * exactly in 64-bit fixed point (the −n·ddᵀ correction cancels up to (μ/σ)² of SᵀS, so float32
+ * sums would not meet 1e-4). c, the column means and the rank-one correction −n·ddᵀ are formed on the host in float64,
+ * as in scaledGramCpu. Cells are row-chunked and Gram rows split into blocks so no binding exceeds
+ * maxStorageBufferBindingSize.
+ */
+export async function scaledGramGpu(
+  gpu: Gpu,
+  X: Csr,
+  mean: Float64Array,
+  std: Float64Array,
+  maxValue: number | undefined,
+): Promise<{ gram: Float64Array; colMean: Float64Array; c: Float64Array }> {
+  const code = (await import("../../kernels/gram.wgsl")).default;
+  const [scalePipe, gramPipe] = await Promise.all([gpu.pipeline(code, "scale_entries"), gpu.pipeline(code, "gram_rows")]);
+  const n = X.nRows;
+  const p = X.nCols;
+  const c = zeroScaled(mean, std, maxValue);
+  const colMean = scaledColMeans(X, mean, std, c, maxValue);
+  if (p === 0) return { gram: new Float64Array(0), colMean, c };
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  // Gram rows per output block: 8 bytes (fixed-point hi, lo) per entry in one binding.
+  const blockRows = Math.min(p, Math.floor(limit / (8 * p)));
+  if (blockRows < 1) throw new Error(`scaledGramGpu: a Gram row of ${p} features does not fit one ${limit}-byte binding`);
+
+  const feat = new Float32Array(4 * p);
+  for (let j = 0; j < p; j++) {
+    feat.set([mean[j], std[j], c[j], c[j] === -mean[j] / std[j] ? 1 : 0], 4 * j);
+  }
+  const temp: GPUBuffer[] = [gpu.upload(feat, "gram.feat")];
+  const work = new Float64Array(p);
+  const chunks: { m: GpuCsrChunk; sdata: GPUBuffer; cscPtr: GPUBuffer; cscEntry: GPUBuffer }[] = [];
+  try {
+    // Cell chunks: the CSC entries (2 × u32) are the widest per-nonzero binding.
+    for (const rc of rowChunks(X.indptr, n, limit, 8, 4)) {
+      const m = uploadCsrChunk(gpu, X, rc);
+      const sdata = gpu.createBuffer(m.nnz * 4, GPUBufferUsage.STORAGE, "gram.sdata");
+      const params = gpu.uniforms({ u32: [m.nnz, maxValue === undefined ? 0 : 1], f32: [maxValue ?? 0] });
+      temp.push(sdata, params);
+      await gpu.run("gram.scale", [
+        { pipeline: scalePipe, bindings: [params, , m.indices, m.data, temp[0], sdata], workgroups: Math.ceil(m.nnz / 64) },
+      ]);
+      const { ptr, entry } = chunkCsc(X, rc, p, work);
+      const cscPtr = gpu.upload(ptr, "gram.cscPtr");
+      const cscEntry = gpu.upload(entry, "gram.cscEntry");
+      temp.push(cscPtr, cscEntry);
+      chunks.push({ m, sdata, cscPtr, cscEntry });
+    }
+    // Fixed point with F fractional bits such that n · max(|s|², |s|) · 2^F < 2^62, F ≤ 48.
+    const sMax = scaledBound(X, mean, std, c, maxValue);
+    const F = Math.max(0, Math.min(48, Math.floor(62 - Math.log2(Math.max(n * sMax * Math.max(sMax, 1), 1)))));
+    const fromFixed = (hi: number, lo: number) => hi * 2 ** (32 - F) + lo * 2 ** -F;
+    const gram = new Float64Array(p * p);
+    const stsUpper = gram; // SᵀS's upper triangle, turned into the Gram in place below
+    const colSum = new Float64Array(p);
+    const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const gBuf = gpu.createBuffer(blockRows * p * 8, rw, "gram.sts");
+    const sumBuf = gpu.createBuffer(blockRows * 8, rw, "gram.colSum");
+    temp.push(gBuf, sumBuf);
+    for (let jStart = 0; jStart < p; jStart += blockRows) {
+      const jCount = Math.min(blockRows, p - jStart);
+      // Heaviest rows first, so the lanes of a workgroup finish together; ties by j (deterministic).
+      const order = Uint32Array.from({ length: jCount }, (_, t) => jStart + t).sort((a, b) => work[b] - work[a] || a - b);
+      const orderBuf = gpu.upload(order, "gram.order");
+      const params = gpu.uniforms({ u32: [p, jCount, jStart, jCount], f32: [2 ** (F - 32)] });
+      temp.push(orderBuf, params);
+      await gpu.run("gram.rows", [
+        { clear: gBuf },
+        { clear: sumBuf },
+        ...chunks.map((ch) => ({
+          pipeline: gramPipe,
+          bindings: [params, ch.m.indptr, ch.m.indices, ch.sdata, ch.cscPtr, ch.cscEntry, orderBuf, gBuf, sumBuf],
+          workgroups: Math.ceil(jCount / 8),
+        })),
+      ]);
+      const [gb, sb] = await gpu.readbackAll([
+        { buffer: gBuf, byteLength: jCount * p * 8 },
+        { buffer: sumBuf, byteLength: jCount * 8 },
+      ]);
+      // Words as (hi: i32, lo: u32) pairs.
+      const gHi = new Int32Array(gb);
+      const gLo = new Uint32Array(gb);
+      const sHi = new Int32Array(sb);
+      const sLo = new Uint32Array(sb);
+      for (let t = 0; t < jCount; t++) colSum[jStart + t] = fromFixed(sHi[2 * t], sLo[2 * t + 1]);
+      for (let j = jStart; j < jStart + jCount; j++) {
+        const o = (j - jStart) * p;
+        for (let k = j; k < p; k++) stsUpper[j * p + k] = fromFixed(gHi[2 * (o + k)], gLo[2 * (o + k) + 1]);
+      }
+    }
+    // ZcᵀZc = SᵀS − (Sᵀ1)(1ᵀS)/n, with Sᵀ1 summed on the device from the same float32 s.
+    for (let j = 0; j < p; j++) {
+      for (let k = j; k < p; k++) {
+        const v = stsUpper[j * p + k] - (colSum[j] * colSum[k]) / n;
+        gram[j * p + k] = v;
+        gram[k * p + j] = v;
+      }
+    }
+    return { gram, colMean, c };
+  } finally {
+    for (const ch of chunks) destroyCsrChunk(ch.m);
+    for (const b of temp) b.destroy();
+  }
+}
+
+/** An upper bound on |s_ij| over the stored entries (sizes the fixed-point format). */
+function scaledBound(X: Csr, mean: Float64Array, std: Float64Array, c: Float64Array, maxValue: number | undefined): number {
+  if (maxValue !== undefined) return 2 * maxValue;
+  let xMax = 0;
+  for (let k = 0; k < X.indptr[X.nRows]; k++) xMax = Math.max(xMax, Math.abs(X.data[k]));
+  let bound = 0;
+  for (let j = 0; j < mean.length; j++) bound = Math.max(bound, (xMax + Math.abs(mean[j])) / std[j] + Math.abs(c[j]));
+  return bound;
+}
+
+/**
+ * The chunk's entries grouped by feature, rows increasing: ptr (p + 1) and entry pairs (chunk-local
+ * CSR position, chunk-local row). Adds each entry's upper-triangle row length to work[j].
+ */
+function chunkCsc(X: Csr, rc: RowChunk, p: number, work: Float64Array): { ptr: Uint32Array; entry: Uint32Array } {
+  const ptr = new Uint32Array(p + 1);
+  for (let k = rc.nnzStart; k < rc.nnzEnd; k++) ptr[X.indices[k] + 1]++;
+  for (let j = 0; j < p; j++) ptr[j + 1] += ptr[j];
+  const next = ptr.slice(0, p);
+  const entry = new Uint32Array(2 * (rc.nnzEnd - rc.nnzStart));
+  for (let r = rc.rowStart; r < rc.rowEnd; r++) {
+    const end = X.indptr[r + 1];
+    for (let k = X.indptr[r]; k < end; k++) {
+      const j = X.indices[k];
+      const e = next[j]++;
+      entry[2 * e] = k - rc.nnzStart;
+      entry[2 * e + 1] = r - rc.rowStart;
+      work[j] += end - k;
+    }
+  }
+  return { ptr, entry };
 }

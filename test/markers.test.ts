@@ -164,3 +164,144 @@ for (const dataset of ["pbmc3k", "kang2018_ctrl_5donors"]) {
     });
   });
 }
+
+describe("rank_genes_groups on a small matrix vs scipy 1.17.1", () => {
+  // 14 cells x 6 genes: zero block, ties, negative values, a gene all zero, a gene constant within
+  // groups, and one excluded cell (label -1) whose values would change every statistic.
+  const dense = [
+    [0, 1.5, 0, 2.0, 0, -0.5],
+    [0, 1.5, 0, 2.0, 0.25, 0],
+    [0.5, 2.5, 0, 2.0, 0, 1.0],
+    [1.0, 0, 0, 2.0, 0.25, 1.0],
+    [0, 1.5, 0, 2.0, 0.5, 0],
+    [0.5, 0, 0, 1.0, 0, -0.5],
+    [2.0, 0.75, 0, 1.0, 1.5, 0],
+    [0, 0, 0, 1.0, 0, 3.0],
+    [3.0, 0.75, 0, 1.0, 0, 0],
+    [0, 0.25, 0, 1.0, 2.0, 0],
+    [0.5, 0, 0, 1.0, 0, -1.0],
+    [0, 0, 0, 1.0, 0.25, 0.5],
+    [9.0, 9.0, 9.0, 9.0, 9.0, 9.0],
+    [0, 0.25, 0, 1.0, 0, 0],
+  ];
+  const X = fromDense(dense.flat(), 14, 6);
+  const labels = Int32Array.from([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, -1, 2]);
+  const names = ["a", "b", "c"];
+  // scipy.stats.ttest_ind(group, rest, equal_var=False) per gene (NaN -> score 0, p 1 as scanpy).
+  const tExpected = [
+    [-1.0044385482213558, 2.761736494580807, 0, Infinity, -0.8954170345361268, 0.09648062312349495],
+    [1.6491512849102477, -1.2147467868233122, 0, -3.1622776601683795, 0.032207831320041555, 0.6196863885840589],
+    [-1.7359846096098266, -2.7331222222112688, 0, -3.1622776601683795, 0.55850847150978, -1.1772086817114393],
+  ];
+  const pTExpected = [
+    [0.33920312516747664, 0.04271598377777686, 1, 0.0, 0.3954499221147867, 0.9248802448515159],
+    [0.19231611030517778, 0.2502942617261211, 1, 0.013349063426018711, 0.9755407657814218, 0.574013658777905],
+    [0.11411784544951026, 0.023280814732088966, 1, 0.013349063426018711, 0.6084605972830109, 0.2667015599305398],
+  ];
+  // z from scipy.stats.rankdata / tiecorrect; p from scipy.stats.mannwhitneyu(use_continuity=False,
+  // method='asymptotic'), which is tie-corrected.
+  const zTc = [
+    [-0.4805424566378906, 2.1267526708756996, 0, 3.4641016151377544, 0.3203616377585937, 0.5405569672683771],
+    [1.6884540837649262, -0.8006407690254357, 0, -1.8257418583505538, -0.6753816335059705, 0.08139958198291232],
+    [-1.1819178586354484, -1.4411533842457842, 0, -1.8257418583505538, 0.33769081675298523, -0.6511966558632986],
+  ];
+  const pMwu = [
+    [0.6308417213038372, 0.03344063866399787, 1.0, 0.0005320055051392492, 0.7486942029213925, 0.5888129855268707],
+    [0.09132409599435823, 0.42333964158244364, 1.0, 0.06788915486182899, 0.49943333129368195, 0.9351241815385021],
+    [0.23723829514144923, 0.14954135458461512, 1.0, 0.06788915486182899, 0.7355961958308077, 0.5149195488019918],
+  ];
+  const zNoTc = [
+    [-0.43915503282683993, 2.04939015319192, 0, 2.9277002188455996, 0.29277002188455997, 0.51234753829798],
+    [1.543033499620919, -0.7715167498104595, 0, -1.543033499620919, -0.6172133998483676, 0.07715167498104596],
+    [-1.0801234497346432, -1.3887301496588271, 0, -1.543033499620919, 0.3086066999241838, -0.6172133998483676],
+  ];
+  // numpy: log2((expm1(mean_g) + 1e-9) / (expm1(mean_rest) + 1e-9)); NaN where the ratio is negative.
+  const lfc = [
+    [-1.6747844878683116, 3.4271748612041866, 0.0, 1.894636123358204, -1.4334613082964578, 0.30075277201627565],
+    [3.5698538471915944, -1.5156829968617758, 0.0, -1.121190988136669, 0.06507968984304027, 2.885208909114028],
+    [-3.143553059867612, -3.5609285928145638, 0.0, -1.121190988136669, 1.2376402645395235, NaN],
+  ];
+  const close = (a: number, b: number, rel: number) =>
+    Number.isNaN(b) ? Number.isNaN(a) : !Number.isFinite(b) ? a === b : Math.abs(a - b) <= rel * Math.max(Math.abs(b), 1e-300);
+
+  it("t-test: Welch t, p from Student's t with Welch–Satterthwaite df, logfoldchanges", () => {
+    const r = rankGenesGroupsCpu(X, labels, names, { method: "t-test", tieCorrect: false });
+    for (let g = 0; g < 3; g++) {
+      for (let j = 0; j < 6; j++) {
+        expect(close(r.scores[g][j], tExpected[g][j], 1e-12), `t g${g} j${j}: ${r.scores[g][j]}`).toBe(true);
+        expect(close(r.pvals[g][j], pTExpected[g][j], 1e-11), `p g${g} j${j}: ${r.pvals[g][j]}`).toBe(true);
+        expect(close(r.logfoldchanges[g][j], lfc[g][j], 1e-12), `lfc g${g} j${j}`).toBe(true);
+      }
+    }
+  });
+
+  it("wilcoxon: z with and without tie correction, p as scipy's Mann–Whitney U", () => {
+    const tc = rankGenesGroupsCpu(X, labels, names, { method: "wilcoxon", tieCorrect: true });
+    const raw = rankGenesGroupsCpu(X, labels, names, { method: "wilcoxon", tieCorrect: false });
+    for (let g = 0; g < 3; g++) {
+      for (let j = 0; j < 6; j++) {
+        expect(close(tc.scores[g][j], zTc[g][j], 1e-12), `z g${g} j${j}`).toBe(true);
+        expect(close(tc.pvals[g][j], pMwu[g][j], 1e-12), `p g${g} j${j}`).toBe(true);
+        expect(close(raw.scores[g][j], zNoTc[g][j], 1e-12), `raw z g${g} j${j}`).toBe(true);
+        expect(close(tc.logfoldchanges[g][j], lfc[g][j], 1e-12)).toBe(true);
+      }
+      // ties in score: smaller gene index first
+      const o = Array.from(tc.order[g]);
+      for (let k = 1; k < 6; k++) {
+        const [a, b] = [o[k - 1], o[k]];
+        expect(tc.scores[g][a] > tc.scores[g][b] || (tc.scores[g][a] === tc.scores[g][b] && a < b)).toBe(true);
+      }
+    }
+  });
+
+  it("a group with fewer than 2 cells is refused, as in scanpy", () => {
+    const l = Int32Array.from(labels);
+    l[5] = l[6] = l[7] = 0;
+    expect(() => rankGenesGroupsCpu(X, l, names, { method: "wilcoxon", tieCorrect: false })).toThrow(/fewer than 2 cells/);
+  });
+
+  it("markersToUns: scanpy's layout and dtypes, top nGenes in score order", () => {
+    const r = rankGenesGroupsCpu(X, labels, names, { method: "wilcoxon", tieCorrect: true });
+    const genes = ["g0", "g1", "g2", "g3", "g4", "g5"];
+    const u = markersToUns(r, genes, "leiden", { method: "wilcoxon", tieCorrect: true, nGenes: 2 }) as Record<string, any>;
+    expect(u.params).toEqual({
+      groupby: "leiden", reference: "rest", method: "wilcoxon", use_raw: false,
+      corr_method: "benjamini-hochberg", tie_correct: true,
+    });
+    // group a: highest z are g3 (3.46) then g1 (2.13)
+    expect(u.names.recarray.fields).toEqual(names);
+    expect(u.names.recarray.columns[0]).toEqual(["g3", "g1"]);
+    expect(u.scores.recarray.columns[0]).toBeInstanceOf(Float32Array);
+    expect(u.logfoldchanges.recarray.columns[0]).toBeInstanceOf(Float32Array);
+    expect(u.pvals.recarray.columns[0]).toBeInstanceOf(Float64Array);
+    expect(u.pvals_adj.recarray.columns[0]).toBeInstanceOf(Float64Array);
+    expect(u.scores.recarray.columns[0][0]).toBeCloseTo(3.4641016151377544, 6);
+    expect(u.pvals.recarray.columns[0][1]).toBeCloseTo(0.03344063866399787, 12);
+    const all = markersToUns(r, genes, "leiden", { method: "wilcoxon", tieCorrect: true }) as Record<string, any>;
+    expect(all.names.recarray.columns[2]).toHaveLength(6);
+  });
+});
+
+describe("distributions and BH", () => {
+  it("normal two-sided p far into the tail (scipy 2*norm.sf)", () => {
+    const cases: [number, number][] = [
+      [1.5, 0.13361440253771614], [2.9, 0.003731626600768075], [3.5, 0.00046525815807105003],
+      [8, 1.244192114854348e-15], [20, 5.507248237212311e-89], [32.12762, 1.8144341415128047e-226],
+      [37.5, 9.210706019163908e-308],
+    ];
+    for (const [z, p] of cases) expect(Math.abs(normalTwoSidedP(-z) - p) / p, `z=${z}`).toBeLessThan(1e-11);
+  });
+  it("Student t two-sided p (scipy 2*t.sf)", () => {
+    const cases: [number, number, number][] = [
+      [2, 10, 0.07338803477074037], [0.1, 3, 0.9266523488008059], [1, 1, 0.5], [3, 2.5, 0.07257609554903183],
+      [5, 100, 2.450173413503802e-06], [20, 2000, 2.871589689613094e-81], [40, 2500.5, 6.931411102252363e-271],
+      [8, 7.3, 7.261973208191443e-05], [100, 30, 1.984611796727031e-39],
+    ];
+    for (const [t, df, p] of cases) expect(Math.abs(studentTwoSidedP(t, df) - p) / p, `t=${t} df=${df}`).toBeLessThan(1e-11);
+  });
+  it("Benjamini–Hochberg (scipy.stats.false_discovery_control)", () => {
+    const adj = benjaminiHochberg(Float64Array.from([0.01, 0.04, 0.03, 0.005, 0.9, 0.9, 0.2]));
+    const want = [0.035, 0.07, 0.07, 0.035, 0.9, 0.9, 0.28];
+    want.forEach((w, i) => expect(adj[i]).toBeCloseTo(w, 14));
+  });
+});

@@ -17,10 +17,11 @@
  *   every cell not in the group, labelled or not, into 'rest'.
  * - Ties in the per-group ordering go to the smaller gene index (scanpy's argsort order is unspecified).
  *
- * How: zeros of a gene form one tie block, so only its nonzeros are sorted. Each nonzero becomes
- * one float64 key = (order-preserving uint32 of the float32 value)·2^s + group, so a plain numeric
- * typed-array sort orders values and carries the group along; genes are processed in chunks so
- * the key buffer stays bounded. Rank sums are multiples of 1/2, exact in float64.
+ * How: zeros of a gene form one tie block, so only its nonzeros are sorted: a chunk of genes'
+ * nonzeros, as order-preserving uint32 images of the float32 values, is radix-sorted by value and
+ * then stably by gene, carrying each cell's group along (ties are exact float32 equality, as in
+ * scanpy's rank of the float32 matrix). Chunks bound the memory. Rank sums are multiples of 1/2,
+ * exact in float64.
  */
 import type { Csr } from "../core/csr.js";
 import type { UnsValue } from "../pipeline/result.js";
@@ -41,8 +42,8 @@ export interface MarkerOptions {
   tieCorrect: boolean;
 }
 
-/** Largest number of sort keys held at once (64 MiB of float64). */
-const KEY_BUDGET = 1 << 23;
+/** Most nonzeros sorted at once (4 uint32 buffers: 64 MiB). */
+const KEY_BUDGET = 1 << 22;
 
 /**
  * X: log-normalized cells × genes; labels: group code per cell (0..nGroups-1, -1 = excluded).
@@ -169,33 +170,40 @@ function wilcoxon(
     maxGene = Math.max(maxGene, nzPerGene[j]);
     nzAll += nzPerGene[j];
   }
-  const keys = new Float64Array(Math.max(1, Math.min(Math.max(KEY_BUDGET, maxGene), nzAll)));
+  const cap = Math.max(1, Math.min(Math.max(KEY_BUDGET, maxGene), nzAll));
+  // Double-buffered (value, tag) pairs: value = order-preserving uint32 of the float32,
+  // tag = chunk-local gene · span + group, later just the group.
+  let valA = new Uint32Array(cap);
+  let tagA = new Uint32Array(cap);
+  let valB = new Uint32Array(cap);
+  let tagB = new Uint32Array(cap);
+  const hist = new Float64Array(1 << 11);
+  const shift = Math.ceil(Math.log2(nGroups));
+  const span = 2 ** shift;
+  const groupMask = span - 1;
+  const maxGenesPerChunk = Math.floor(2 ** 32 / span);
   const start = new Float64Array(nGenes + 1);
-  const fill = new Float64Array(nGenes);
   const rankSum = new Float64Array(nGroups);
   const nzInGroup = new Float64Array(nGroups);
-  // Keys are sortable·span + group with span a power of two, so both parts come back exactly.
-  const span = 2 ** Math.ceil(Math.log2(nGroups + 1));
-  const invSpan = 1 / span;
   const N = nCells;
   const meanRank = (N + 1) / 2;
   const tieDenom = N * N * N - N;
 
   let j0 = 0;
   while (j0 < nGenes) {
-    // Genes [j0, j1) whose nonzeros fit in the key buffer (at least one gene).
+    // Genes [j0, j1) whose nonzeros fit in the buffers (at least one gene).
     let j1 = j0;
     let used = 0;
-    while (j1 < nGenes && (j1 === j0 || used + nzPerGene[j1] <= keys.length)) {
+    while (j1 < nGenes && j1 - j0 < maxGenesPerChunk && (j1 === j0 || used + nzPerGene[j1] <= cap)) {
       start[j1] = used;
       used += nzPerGene[j1];
       j1++;
     }
     start[j1] = used;
-    fill.set(start.subarray(j0, j1), j0);
 
-    // Bucket this chunk's nonzeros by gene; each row's columns are increasing, so a cursor per
-    // row walks through the chunks in order.
+    // Gather this chunk's nonzeros; each row's columns are increasing, so a cursor per row walks
+    // through the chunks in order.
+    let n = 0;
     for (let r = 0; r < X.nRows; r++) {
       const end = X.indptr[r + 1];
       let k = cursor[r];
@@ -203,37 +211,62 @@ function wilcoxon(
       while (k < end && X.indices[k] < j1) {
         if (g >= 0 && X.data[k] !== 0) {
           const b = bits[k];
-          // Order-preserving map of float32 bit patterns to 0..2^32-1 (negatives below positives).
-          const sortable = b >= 0x80000000 ? 0xffffffff - b : b + 0x80000000;
-          keys[fill[X.indices[k]]++] = sortable * span + g;
+          // Negative floats (sign bit set) reverse their bit order; all land below the positives.
+          valA[n] = b >= 0x80000000 ? 0xffffffff - b : b + 0x80000000;
+          tagA[n++] = (X.indices[k] - j0) * span + g;
         }
         k++;
       }
       cursor[r] = k;
     }
 
+    // LSD radix sort by value (three stable 11-bit passes: few enough buckets to stay in cache),
+    // then a stable counting sort by gene: each gene's nonzeros end up contiguous, in value order.
+    for (let digitShift = 0; digitShift < 32; digitShift += 11) {
+      hist.fill(0);
+      for (let i = 0; i < n; i++) hist[(valA[i] >>> digitShift) & 0x7ff]++;
+      let acc = 0;
+      for (let d = 0; d < hist.length; d++) {
+        const c = hist[d];
+        hist[d] = acc;
+        acc += c;
+      }
+      for (let i = 0; i < n; i++) {
+        const o = hist[(valA[i] >>> digitShift) & 0x7ff]++;
+        valB[o] = valA[i];
+        tagB[o] = tagA[i];
+      }
+      [valA, valB] = [valB, valA];
+      [tagA, tagB] = [tagB, tagA];
+    }
+    const fill = start.slice(j0, j1);
+    for (let i = 0; i < n; i++) {
+      const t = tagA[i];
+      const o = fill[t >>> shift]++;
+      valB[o] = valA[i];
+      tagB[o] = t & groupMask;
+    }
+
     for (let j = j0; j < j1; j++) {
-      const seg = keys.subarray(start[j], start[j + 1]);
-      seg.sort();
-      const nz = seg.length;
+      const a = start[j];
+      const nz = start[j + 1] - a;
       const zeros = N - nz;
       rankSum.fill(0);
       nzInGroup.fill(0);
       // Negative values rank below the zero block.
       let nNeg = 0;
-      while (nNeg < nz && seg[nNeg] < 0x80000000 * span) nNeg++;
+      while (nNeg < nz && valB[a + nNeg] < 0x80000000) nNeg++;
       let tieSum = zeros * zeros * zeros - zeros;
       let i = 0;
       while (i < nz) {
-        const value = Math.floor(seg[i] * invSpan);
+        const value = valB[a + i];
         let e = i + 1;
-        while (e < nz && Math.floor(seg[e] * invSpan) === value) e++;
+        while (e < nz && valB[a + e] === value) e++;
         const t = e - i;
         const avg = i + 1 + (i >= nNeg ? zeros : 0) + (t - 1) / 2;
-        for (let q = i; q < e; q++) {
-          const g = seg[q] - value * span;
-          rankSum[g] += avg;
-          nzInGroup[g]++;
+        for (let q = a + i; q < a + e; q++) {
+          rankSum[tagB[q]] += avg;
+          nzInGroup[tagB[q]]++;
         }
         tieSum += t * t * t - t;
         i = e;

@@ -39,6 +39,9 @@ export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: 
   const p = X.nCols;
   const k = opts.nComps;
   if (!(k >= 1 && k <= Math.min(n, p))) throw new Error(`pcaCpu: nComps=${k} must be in [1, min(n_cells, n_features)=${Math.min(n, p)}]`);
+  if (X.indptr[n] >= 2 ** 31) throw new Error(`pcaCpu: ${X.indptr[n]} stored entries exceed the CPU route's 2^31 limit`);
+  // Integer row pointers: indexing typed arrays with float64 offsets is several times slower in V8.
+  const ip = Int32Array.from(X.indptr);
   const { mean, std } = scaleParamsCpu(X);
   const method = opts.method ?? (4 * X.indptr[n] < p * p ? "krylov" : "gram");
   let c: Float64Array;
@@ -61,19 +64,22 @@ export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: 
     const d = Float64Array.from(c, (cj, j) => cj - colMean[j]);
     for (let t = 0; t < s.length; t++) trace += s[t] * s[t];
     for (let j = 0; j < p; j++) trace -= n * d[j] * d[j];
+    // Sᵀu as a gather over a CSC copy of S (scattered += is slower than gathers in V8).
+    const ct = cscOf(X, s);
     const u = new Float64Array(n);
+    const idx = X.indices;
     const apply = (x: Float64Array, y: Float64Array): void => {
       for (let r = 0; r < n; r++) {
         let acc = 0;
-        for (let t = X.indptr[r]; t < X.indptr[r + 1]; t++) acc += s[t] * x[X.indices[t]];
+        for (let t = ip[r], e = ip[r + 1]; t < e; t++) acc += s[t] * x[idx[t]];
         u[r] = acc;
       }
       let dx = 0;
       for (let j = 0; j < p; j++) dx += d[j] * x[j];
-      for (let j = 0; j < p; j++) y[j] = -n * d[j] * dx;
-      for (let r = 0; r < n; r++) {
-        const ur = u[r];
-        for (let t = X.indptr[r]; t < X.indptr[r + 1]; t++) y[X.indices[t]] += s[t] * ur;
+      for (let j = 0; j < p; j++) {
+        let acc = -n * d[j] * dx;
+        for (let t = ct.ptr[j], e = ct.ptr[j + 1]; t < e; t++) acc += ct.val[t] * u[ct.row[t]];
+        y[j] = acc;
       }
     };
     eig = lanczosTopK(apply, p, k, opts.seed, { tol: TOL });
@@ -91,7 +97,7 @@ export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: 
   for (let r = 0; r < n; r++) {
     const o = r * k;
     scores.set(dV, o);
-    for (let t = X.indptr[r]; t < X.indptr[r + 1]; t++) {
+    for (let t = ip[r], e = ip[r + 1]; t < e; t++) {
       const st = s[t];
       const vo = X.indices[t] * k;
       for (let i = 0; i < k; i++) scores[o + i] += st * Vt[vo + i];
@@ -120,6 +126,25 @@ export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: 
   const variance = Float64Array.from(eig.values, (l) => Math.max(l, 0) / (n - 1));
   const varianceRatio = Float64Array.from(variance, (v) => (totalVar > 0 ? v / totalVar : 0));
   return { scores: out, components, variance, varianceRatio };
+}
+
+/** Column-major copy of S: per feature, its cells (increasing) and values. */
+function cscOf(X: Csr, s: Float64Array): { ptr: Int32Array; row: Int32Array; val: Float64Array } {
+  const nnz = s.length;
+  const ptr = new Int32Array(X.nCols + 1);
+  for (let t = 0; t < nnz; t++) ptr[X.indices[t] + 1]++;
+  for (let j = 0; j < X.nCols; j++) ptr[j + 1] += ptr[j];
+  const next = ptr.slice(0, X.nCols);
+  const row = new Int32Array(nnz);
+  const val = new Float64Array(nnz);
+  for (let r = 0; r < X.nRows; r++) {
+    for (let t = X.indptr[r], e = X.indptr[r + 1]; t < e; t++) {
+      const o = next[X.indices[t]]++;
+      row[o] = r;
+      val[o] = s[t];
+    }
+  }
+  return { ptr, row, val };
 }
 
 /** s_t = clip((x_t − μ_j)/σ_j) − c_j for every stored entry t (column j). */

@@ -137,7 +137,7 @@ function copyPiece(raw: unknown, out: NumOut, off: number): boolean {
 }
 
 /**
- * A numeric dataset as `Out`, read in pieces of H5_PIECE elements. `check(piece, offset)` sees the
+ * A numeric dataset as `Out`, read in pieces of about `piece` elements (whole rows). `check(piece, offset)` sees the
  * values as stored (before any narrowing to `Out`), so validation is exact.
  */
 export function readNumbers<T extends NumOut>(
@@ -145,13 +145,14 @@ export function readNumbers<T extends NumOut>(
   ds: Dataset,
   Out: new (n: number) => T,
   check?: (piece: ArrayLike<number>, offset: number) => void,
+  piece = H5_PIECE,
 ): T {
   const shape = ds.shape ?? [];
   const n = nElements(ds);
   const out = new Out(n);
   if (n === 0) return out;
   const rowLen = shape.length > 1 ? n / shape[0] : 1;
-  const rowsPerPiece = Math.max(1, Math.floor(H5_PIECE / rowLen));
+  const rowsPerPiece = Math.max(1, Math.floor(piece / rowLen));
   for (let r0 = 0; r0 < (shape[0] ?? 1); r0 += rowsPerPiece) {
     const r1 = Math.min(shape[0] ?? 1, r0 + rowsPerPiece);
     let raw: unknown;

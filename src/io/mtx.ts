@@ -1,7 +1,9 @@
 /**
  * 10x Cell Ranger MTX directory reader: matrix.mtx[.gz] (features × cells, MatrixMarket
  * coordinate), features.tsv[.gz] or genes.tsv[.gz], barcodes.tsv[.gz].
- * Produces cells × features CSR by a stable counting sort, so features stay in order in a row.
+ * The matrix is parsed byte by byte over the gunzipped buffer (no per-line strings) and turned
+ * into cells × features CSR: directly when entries are already cell-major with features
+ * ascending (as Cell Ranger writes them), else by a stable counting sort. pbmc3k: ~0.3 s.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -29,7 +31,10 @@ export interface MtxCoo {
   values: Float32Array;
 }
 
-/** Parse a MatrixMarket coordinate file; every entry is checked (range, count, value). */
+/**
+ * Parse a MatrixMarket coordinate file; every entry is checked (range, count, value) and errors
+ * name the line. `countsExpected` additionally requires non-negative integers.
+ */
 export function parseMtx(path: string, input: Uint8Array | string, countsExpected = true): MtxCoo {
   const buf = typeof input === "string" ? Buffer.from(input, "utf8") : input;
   const n = buf.length;

@@ -84,13 +84,15 @@ export function scaledGramCpu(
 }
 
 /**
- * GPU twin of scaledGramCpu (kernels/gram.wgsl). The O(Σ nnz_row²) part, SᵀS, runs on the device:
- * scale_entries forms s_ij per stored entry, gram_rows builds Gram row j from the cells that
- * express feature j (a per-chunk CSC built on the host, O(nnz)), summing the float32 products
- * exactly in 64-bit fixed point (the −n·ddᵀ correction cancels up to (μ/σ)² of SᵀS, so float32
- * sums would not meet 1e-4). c, the column means and the rank-one correction −n·ddᵀ are formed on the host in float64,
- * as in scaledGramCpu. Cells are row-chunked and Gram rows split into blocks so no binding exceeds
- * maxStorageBufferBindingSize.
+ * GPU twin of scaledGramCpu (kernels/gram.wgsl). The O(Σ nnz_row²) part runs on the device:
+ * scale_entries forms s_ij per stored entry; gram_rows builds Gram row j from the cells that
+ * express feature j (a per-chunk CSC built on the host, O(nnz)) and the column sums Sᵀ1, both
+ * summed exactly in 64-bit fixed point from the same float32 s. The host returns
+ * SᵀS − (Sᵀ1)(1ᵀS)/n (= SᵀS − n·ddᵀ) in float64: that subtraction cancels up to (μ/σ)² of SᵀS,
+ * so float32 sums, or a d taken from float64 s, would miss 1e-4. c and colMean are computed
+ * exactly as in scaledGramCpu. Cells are row-chunked and Gram rows split into blocks so no
+ * binding exceeds maxStorageBufferBindingSize; results do not depend on the chunking.
+ * Speed: scatter-heavy; on lavapipe (CPU emulation) it is slower than scaledGramCpu.
  */
 export async function scaledGramGpu(
   gpu: Gpu,

@@ -56,7 +56,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   const t0 = performance.now();
   const progress = (msg: string) => process.stderr.write(`cellgpu: ${msg}\n`);
   const readStart = performance.now();
-  const data = readInput(input);
+  const data = await readInput(input);
   const readMs = performance.now() - readStart;
   const groups = o.groups ? readGroupsFile(String(o.groups), o.groupsColumn as string | undefined) : undefined;
   const out = await analyze(data, p, {
@@ -81,7 +81,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
     total_ms: 0,
   };
   summary.total_ms = Math.round((performance.now() - t0) * 10) / 10;
-  writeOutputDir(String(o.out), out, summary);
+  await writeOutputDir(String(o.out), out, summary);
   steps.push({ step: "write", ms: performance.now() - writeStart, backend: "cpu" });
   process.stdout.write(
     `${out.nCells} cells × ${out.nGenes} genes kept, ${out.nClusters} clusters → ${o.out}\n\n` +

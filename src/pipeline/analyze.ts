@@ -178,7 +178,7 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   // Markers: the user's grouping when given, else the clusters.
   let groupLabels = clusters;
   let groupNames = clusterNames;
-  let groupby = p.clustering;
+  let groupby: string = p.clustering;
   if (hooks.groups) {
     const names = [...new Set(hooks.groups.values())].sort();
     const code = new Map(names.map((n, i) => [n, i]));

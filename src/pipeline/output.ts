@@ -8,14 +8,14 @@ import { writeCellsArrow } from "../io/arrow.js";
 import { writeH5ad } from "../io/h5ad.js";
 import type { AnalyzeOutput } from "./analyze.js";
 
-export function writeOutputDir(outDir: string, out: AnalyzeOutput, summary: object): void {
+export async function writeOutputDir(outDir: string, out: AnalyzeOutput, summary: object): Promise<void> {
   const target = resolve(outDir);
   mkdirSync(dirname(target), { recursive: true });
   const tmp = join(dirname(target), `.${basename(target)}.partial-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   try {
-    writeH5ad(join(tmp, "analysis.h5ad"), out.result);
+    await writeH5ad(join(tmp, "analysis.h5ad"), out.result);
     const obs = out.result.obs;
     const num = (name: string) => {
       const c = obs.columns.get(name);

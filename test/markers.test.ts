@@ -153,7 +153,7 @@ for (const dataset of ["pbmc3k", "kang2018_ctrl_5donors"]) {
       expect(r.maxPadjUnexplained).toBeLessThan(1e-3);
       expect(r.nPOver / r.nPTested).toBeLessThan(0.01);
       // Top 25 identical, except that genes with exactly equal reference scores may trade places
-      // (scanpy's argsort leaves ties unordered; ours puts the smaller gene index first), also
+      // (scanpy's argsort leaves ties unordered; ours puts the larger gene index first), also
       // across rank 25.
       p.groupNames.forEach((_, g) => {
         const ours = Array.from(tc.order[g].subarray(0, 25), (j) => p.featureIndex[j]);
@@ -245,11 +245,11 @@ describe("rank_genes_groups on a small matrix vs scipy 1.17.1", () => {
         expect(close(raw.scores[g][j], zNoTc[g][j], 1e-12), `raw z g${g} j${j}`).toBe(true);
         expect(close(tc.logfoldchanges[g][j], lfc[g][j], 1e-12)).toBe(true);
       }
-      // ties in score: smaller gene index first
+      // ties in score: larger gene index first, as scanpy's reversed argsort
       const o = Array.from(tc.order[g]);
       for (let k = 1; k < 6; k++) {
         const [a, b] = [o[k - 1], o[k]];
-        expect(tc.scores[g][a] > tc.scores[g][b] || (tc.scores[g][a] === tc.scores[g][b] && a < b)).toBe(true);
+        expect(tc.scores[g][a] > tc.scores[g][b] || (tc.scores[g][a] === tc.scores[g][b] && a > b)).toBe(true);
       }
     }
   });

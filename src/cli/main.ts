@@ -46,6 +46,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   set("nNeighbors", "nNeighbors");
   set("resolution", "resolution");
   set("minDist", "minDist");
+  set("nStarts", "nStarts");
   set("seed", "seed");
   set("markerMethod", "method");
   set("backend", "backend");
@@ -109,6 +110,7 @@ program
   .option("--n-pcs <n>", "PCs used for neighbours (all comps; seurat preset 10)", num("--n-pcs", { int: true, min: 1 }))
   .option("--n-neighbors <n>", "neighbours (15; seurat preset 20)", num("--n-neighbors", { int: true, min: 2 }))
   .option("--resolution <x>", "clustering resolution (1; seurat preset 0.5)", num("--resolution", { min: 0 }))
+  .option("--n-starts <n>", "clustering starts, best modularity kept (1; seurat preset 10)", num("--n-starts", { int: true, min: 1 }))
   .option("--min-dist <x>", "UMAP min_dist (0.5)", num("--min-dist", { min: 0 }))
   .option("--seed <n>", "random seed (0)", num("--seed", { int: true }))
   .addOption(new Option("--method <name>", "rank_genes_groups method").choices(["wilcoxon", "t-test"]))

@@ -15,7 +15,8 @@
  * Differences from scanpy, on purpose:
  * - Cells labelled -1 take no part at all (neither group nor rest, and not ranked); scanpy puts
  *   every cell not in the group, labelled or not, into 'rest'.
- * - Ties in the per-group ordering go to the smaller gene index (scanpy's argsort order is unspecified).
+ * - Ties in the per-group ordering go to the larger gene index first: scanpy reverses an ascending
+ *   argsort, which in practice leaves exact ties in descending index order.
  *
  * How: zeros of a gene form one tie block, so only its nonzeros are sorted: a chunk of genes'
  * nonzeros, as order-preserving uint32 images of the float32 values, is radix-sorted by value and
@@ -33,7 +34,7 @@ export interface MarkerResult {
   logfoldchanges: Float64Array[];
   pvals: Float64Array[];
   pvalsAdj: Float64Array[];
-  /** per group, gene indices sorted by score descending (ties: smaller gene index first) */
+  /** per group, gene indices sorted by score descending (exact ties: larger gene index first, as scanpy) */
   order: Int32Array[];
 }
 
@@ -288,9 +289,9 @@ function wilcoxon(
   }
 }
 
-/** Gene indices by score descending; ties by smaller index. */
+/** Gene indices by score descending; exact ties by larger index first (a reversed stable ascending sort). */
 function orderByScoreDesc(score: Float64Array): Int32Array {
-  return stableArgsort(Float64Array.from(score, (v) => -v));
+  return stableArgsort(score).reverse();
 }
 
 /** Indices that sort `key` ascending, equal keys in index order (bottom-up merge sort). */

@@ -166,8 +166,8 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
 
   const clusters = await step(p.clustering, () =>
     p.clustering === "leiden"
-      ? leidenCpu(clusterGraph, { resolution: p.resolution, seed: p.seed })
-      : louvainCpu(clusterGraph, { resolution: p.resolution, seed: p.seed }),
+      ? leidenCpu(clusterGraph, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts })
+      : louvainCpu(clusterGraph, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts }),
   );
   const { column: clusterColumn, names: clusterNames } = categoryColumn(clusters);
 
@@ -226,7 +226,7 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
       distances_key: "distances",
       params: { n_neighbors: p.nNeighbors, method: "umap", metric: "euclidean", n_pcs: nPcs, random_state: p.seed },
     },
-    [p.clustering]: { params: { resolution: p.resolution, random_state: p.seed, n_iterations: -1 } },
+    [p.clustering]: { params: { resolution: p.resolution, random_state: p.seed, n_iterations: -1, n_starts: p.nStarts } },
     umap: { params: { ...findAbParams(p.spread, p.minDist) } },
     rank_genes_groups: markersToUns(markers, vars.index, groupby, { method: p.markerMethod, tieCorrect: p.tieCorrect }),
   };

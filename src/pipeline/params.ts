@@ -25,6 +25,8 @@ export interface AnalyzeParams {
   snnPrune: number;
   clustering: "leiden" | "louvain";
   resolution: number;
+  /** Independent clustering starts, best modularity kept (scanpy: 1; Seurat's n.start: 10). */
+  nStarts: number;
   minDist: number;
   spread: number;
   seed: number;
@@ -48,6 +50,7 @@ export const scanpyDefaults: AnalyzeParams = {
   snnPrune: 1 / 15,
   clustering: "leiden",
   resolution: 1,
+  nStarts: 1,
   minDist: 0.5,
   spread: 1,
   seed: 0,
@@ -65,6 +68,7 @@ export const seuratDefaults: AnalyzeParams = {
   graph: "snn",
   clustering: "louvain",
   resolution: 0.5,
+  nStarts: 10,
   minDist: 0.3,
 };
 

@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
+import { acquireGpu, type Gpu, type GpuAdapterInfo } from "../gpu/device.js";
 import { InputError } from "../io/errors.js";
 import { readInput } from "../io/read.js";
 import { analyze, PipelineError, type StepRecord } from "../pipeline/analyze.js";
@@ -27,6 +28,29 @@ function formatTable(steps: StepRecord[], totalMs: number): string {
   const w = [Math.max(4, ...rows.map((r) => r[0].length)), Math.max(7, ...rows.map((r) => r[1].length)), 7];
   const line = (r: string[]) => `| ${r[0].padEnd(w[0])} | ${r[1].padStart(w[1])} | ${r[2].padEnd(w[2])} |`;
   return [line(["step", "wall ms", "backend"]), `|${"-".repeat(w[0] + 2)}|${"-".repeat(w[1] + 2)}|${"-".repeat(w[2] + 2)}|`, ...rows.map(line)].join("\n");
+}
+
+/**
+ * auto: a hardware WebGPU adapter if there is one, else the CPU (a software adapter such as
+ * lavapipe runs these kernels slower than the CPU twins). webgpu: any adapter, or an error.
+ */
+async function chooseDevice(backend: string, notice: (m: string) => void): Promise<{ gpu?: Gpu; adapter?: GpuAdapterInfo }> {
+  if (backend === "cpu") return {};
+  let gpu: Gpu;
+  try {
+    gpu = await acquireGpu();
+  } catch (e) {
+    if (backend === "webgpu") throw new PipelineError(`--backend webgpu: ${(e as Error).message}`);
+    notice("no WebGPU adapter found; running on the CPU");
+    return {};
+  }
+  if (backend === "auto" && gpu.info.isFallbackAdapter) {
+    notice(`only a software WebGPU adapter (${gpu.info.description || gpu.info.vendor}) found; the CPU twins are faster there, so running on the CPU (--backend webgpu forces it)`);
+    const adapter = gpu.info;
+    gpu.destroy();
+    return { adapter };
+  }
+  return { gpu, adapter: gpu.info };
 }
 
 async function runAnalyze(input: string, o: Record<string, unknown>): Promise<void> {
@@ -60,12 +84,20 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   const data = await readInput(input);
   const readMs = performance.now() - readStart;
   const groups = o.groups ? readGroupsFile(String(o.groups), o.groupsColumn as string | undefined) : undefined;
-  const out = await analyze(data, p, {
-    groups,
-    onStep: (s) => {
-      if (s.ms > 1000) progress(`${s.step} done in ${(s.ms / 1000).toFixed(1)} s`);
-    },
-  });
+  const { gpu, adapter } = await chooseDevice(p.backend, progress);
+  let out;
+  try {
+    out = await analyze(data, p, {
+      gpu,
+      warn: progress,
+      groups,
+      onStep: (s) => {
+        if (s.ms > 1000) progress(`${s.step} done in ${(s.ms / 1000).toFixed(1)} s (${s.backend})`);
+      },
+    });
+  } finally {
+    gpu?.destroy();
+  }
   const steps: StepRecord[] = [{ step: "read", ms: readMs, backend: "cpu" }, ...out.steps];
   const writeStart = performance.now();
   const summary = {
@@ -73,6 +105,8 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
     node: process.version,
     input,
     parameters: p,
+    backend_requested: p.backend,
+    adapter: adapter ?? null,
     cells_in: data.X.nRows,
     genes_in: data.X.nCols,
     cells_kept: out.nCells,

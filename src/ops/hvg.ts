@@ -23,6 +23,8 @@
  * Sums are float64; the seurat flavor's expm1 is rounded to float32 as numpy does on float32.
  */
 import type { Csr } from "../core/csr.js";
+import type { Gpu } from "../gpu/device.js";
+import { featureMomentsGpu } from "./normalize.js";
 
 export type HvgFlavor = "seurat" | "cell_ranger" | "seurat_v3";
 
@@ -37,15 +39,38 @@ export interface HvgResult {
   meanBin?: Int32Array;
 }
 
-export function highlyVariableGenesCpu(
-  input: { logNorm: Csr; counts: Csr },
-  opts: { flavor: HvgFlavor; nTopGenes: number; nBins?: number },
-): HvgResult {
+export interface HvgInput {
+  logNorm: Csr;
+  counts: Csr;
+  /** Per-gene mean and variance (ddof 1) of the values the flavor bins on, if already computed. */
+  moments?: { mean: Float64Array; variance: Float64Array };
+}
+
+export interface HvgOptions {
+  flavor: HvgFlavor;
+  nTopGenes: number;
+  nBins?: number;
+}
+
+/**
+ * GPU twin: the per-gene moments (the only pass over the matrix) run on the device
+ * (kernels/moments.wgsl); binning and ranking of the per-gene values stay on the CPU.
+ * seurat_v3's clipped moments have no kernel yet, so that flavor runs on the CPU (onGpu false).
+ */
+export async function highlyVariableGenesGpu(gpu: Gpu, input: HvgInput, opts: HvgOptions): Promise<{ result: HvgResult; onGpu: boolean }> {
+  if (opts.flavor === "seurat_v3") return { result: highlyVariableGenesCpu(input, opts), onGpu: false };
+  const X = input.logNorm;
+  const values = opts.flavor === "seurat" ? X.data.map((v) => Math.expm1(v)) : X.data;
+  const moments = await featureMomentsGpu(gpu, { ...X, data: values });
+  return { result: highlyVariableGenesCpu({ ...input, moments }, opts), onGpu: true };
+}
+
+export function highlyVariableGenesCpu(input: HvgInput, opts: HvgOptions): HvgResult {
   if (opts.flavor === "seurat_v3") return seuratV3(input.counts, opts.nTopGenes);
   if (opts.flavor !== "seurat" && opts.flavor !== "cell_ranger") throw new Error(`unknown HVG flavor ${String(opts.flavor)}`);
   const X = input.logNorm;
   const p = X.nCols;
-  const { mean, variance } = moments(X, opts.flavor === "seurat" ? (v) => Math.fround(Math.expm1(v)) : (v) => v);
+  const { mean, variance } = input.moments ?? moments(X, opts.flavor === "seurat" ? (v) => Math.fround(Math.expm1(v)) : (v) => v);
   const means = new Float64Array(p);
   const dispersions = new Float64Array(p);
   for (let j = 0; j < p; j++) {

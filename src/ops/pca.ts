@@ -22,7 +22,9 @@
  */
 import type { Csr } from "../core/csr.js";
 import { denseMatVec, lanczosTopK } from "../core/linalg.js";
-import { clipValue, scaledColMeans, scaledGramCpu, zeroScaled } from "./gram.js";
+import type { Gpu } from "../gpu/device.js";
+import { clipValue, scaledColMeans, scaledGramCpu, scaledGramGpu, zeroScaled } from "./gram.js";
+import { featureMomentsGpu } from "./normalize.js";
 import { scaleParamsCpu } from "./scale.js";
 
 export interface PcaResult {
@@ -34,7 +36,37 @@ export interface PcaResult {
 
 const TOL = 1e-8;
 
-export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: number; method?: "gram" | "krylov" }): PcaResult {
+export interface PcaOptions {
+  nComps: number;
+  maxValue?: number;
+  seed: number;
+  method?: "gram" | "krylov";
+}
+
+/** Scale parameters and Gram computed elsewhere (the GPU twin); the rest is the CPU route. */
+interface PcaInputs {
+  mean: Float64Array;
+  std: Float64Array;
+  gram: { gram: Float64Array; colMean: Float64Array; c: Float64Array };
+}
+
+export function pcaCpu(X: Csr, opts: PcaOptions): PcaResult {
+  return pcaWith(X, opts);
+}
+
+/**
+ * GPU twin: the per-gene scale parameters (kernels/moments.wgsl) and the Gram of the scaled,
+ * clipped matrix (kernels/gram.wgsl) are computed on the device; the p×p eigenproblem
+ * (≤ 100 pairs of a small dense matrix) and the scores stay on the CPU, as DESIGN.md allows.
+ */
+export async function pcaGpu(gpu: Gpu, X: Csr, opts: PcaOptions): Promise<PcaResult> {
+  const { mean, variance } = await featureMomentsGpu(gpu, X);
+  const std = Float64Array.from(variance, (v) => (v > 0 ? Math.sqrt(v) : 1));
+  const gram = await scaledGramGpu(gpu, X, mean, std, opts.maxValue);
+  return pcaWith(X, { ...opts, method: "gram" }, { mean, std, gram });
+}
+
+function pcaWith(X: Csr, opts: PcaOptions, pre?: PcaInputs): PcaResult {
   const n = X.nRows;
   const p = X.nCols;
   const k = opts.nComps;
@@ -42,7 +74,7 @@ export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: 
   if (X.indptr[n] >= 2 ** 31) throw new Error(`pcaCpu: ${X.indptr[n]} stored entries exceed the CPU route's 2^31 limit`);
   // Integer row pointers: indexing typed arrays with float64 offsets is several times slower in V8.
   const ip = Int32Array.from(X.indptr);
-  const { mean, std } = scaleParamsCpu(X);
+  const { mean, std } = pre ?? scaleParamsCpu(X);
   const method = opts.method ?? (4 * X.indptr[n] < p * p ? "krylov" : "gram");
   let c: Float64Array;
   let colMean: Float64Array;
@@ -51,7 +83,7 @@ export function pcaCpu(X: Csr, opts: { nComps: number; maxValue?: number; seed: 
   // Sparse part S of Z (values on the stored entries), needed for the scores in both routes.
   let s: Float64Array;
   if (method === "gram") {
-    const g = scaledGramCpu(X, mean, std, opts.maxValue);
+    const g = pre?.gram ?? scaledGramCpu(X, mean, std, opts.maxValue);
     c = g.c;
     colMean = g.colMean;
     s = sparseScaled(X, mean, std, c, opts.maxValue);

@@ -8,14 +8,15 @@ import { subsetTable } from "../core/cellMatrix.js";
 import type { Csr } from "../core/csr.js";
 import { subsetCols, subsetRows } from "../core/csr.js";
 import { fuzzySimplicialSetCpu, knnDistancesCsr, snnGraphCpu } from "../ops/connectivities.js";
-import { highlyVariableGenesCpu } from "../ops/hvg.js";
+import { highlyVariableGenesCpu, highlyVariableGenesGpu } from "../ops/hvg.js";
 import { knnExactCpu, type Knn } from "../ops/knn.js";
 import { leidenCpu } from "../ops/leiden.js";
 import { louvainCpu } from "../ops/louvain.js";
 import { markersToUns, rankGenesGroupsCpu } from "../ops/markers.js";
-import { normalizeTotalLog1pCpu } from "../ops/normalize.js";
-import { pcaCpu } from "../ops/pca.js";
-import { cellQcCpu, cellsPerGeneCpu, mitoMask } from "../ops/qc.js";
+import { normalizeTotalLog1pCpu, normalizeTotalLog1pGpu } from "../ops/normalize.js";
+import { pcaCpu, pcaGpu } from "../ops/pca.js";
+import { cellQcCpu, cellQcGpu, cellsPerGeneCpu, mitoMask, type CellQc } from "../ops/qc.js";
+import { GpuLostError, type Gpu } from "../gpu/device.js";
 import { findAbParams, umapLayoutCpu } from "../ops/umap.js";
 import type { AnalyzeParams } from "./params.js";
 import type { AnalysisResult, UnsValue } from "./result.js";
@@ -31,6 +32,10 @@ export interface StepRecord {
 }
 
 export interface AnalyzeHooks {
+  /** Run the steps that have WGSL kernels on this device; others (and all, if absent) on the CPU. */
+  gpu?: Gpu;
+  /** One-line notices (e.g. a device lost mid-run). */
+  warn?: (msg: string) => void;
   /** Called when a step finishes. */
   onStep?: (rec: StepRecord) => void;
   /** User-supplied grouping for rank_genes_groups: barcode → group name. */
@@ -63,13 +68,35 @@ function categoryColumn(labels: Int32Array): { column: Column; names: string[] }
 
 export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: AnalyzeHooks = {}): Promise<AnalyzeOutput> {
   const steps: StepRecord[] = [];
-  const step = async <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
+  const gpu = hooks.gpu;
+  /**
+   * Runs one step: its GPU twin when a device is in hand and still alive, else the CPU twin.
+   * A device lost before or during the step falls back to the CPU (gpuOrCpu warns once).
+   */
+  let warnedLost = false;
+  const step = async <T>(name: string, cpu: () => T | Promise<T>, onGpu?: (gpu: Gpu) => Promise<T>): Promise<T> => {
     const t0 = performance.now();
-    const out = await fn();
-    const rec: StepRecord = { step: name, ms: performance.now() - t0, backend: "cpu" };
+    let backend: StepRecord["backend"] = "cpu";
+    let out: T | undefined;
+    let done = false;
+    if (gpu && onGpu && !gpu.lost) {
+      try {
+        out = await onGpu(gpu);
+        backend = "webgpu";
+        done = true;
+      } catch (e) {
+        if (!(e instanceof GpuLostError) && !gpu.lost) throw e;
+        if (!warnedLost) {
+          warnedLost = true;
+          (hooks.warn ?? console.warn)(`cellgpu: WebGPU device lost (${gpu.lostMessage || (e as Error).message}); ${name} and later steps run on the CPU`);
+        }
+      }
+    }
+    if (!done) out = await cpu();
+    const rec: StepRecord = { step: name, ms: performance.now() - t0, backend };
     steps.push(rec);
     hooks.onStep?.(rec);
-    return out;
+    return out as T;
   };
 
   // --- QC: scanpy filters cells on min_genes then genes on min_cells; Seurat the other way round.
@@ -77,7 +104,8 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   if (counts0.nRows === 0 || counts0.nCols === 0) {
     throw new PipelineError(`${input.source}: the matrix is empty (${counts0.nRows} cells × ${counts0.nCols} features)`);
   }
-  const { counts, obs, vars, qc } = await step("qc", () => {
+  // The filters are host-side subsetting; the per-cell metrics are the op with a GPU twin.
+  const qcStep = async (metrics: (X: Csr, mito: Uint8Array) => CellQc | Promise<CellQc>) => {
     let X = counts0;
     let obsT: Table = input.obs;
     let varT: Table = input.var;
@@ -106,7 +134,7 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
       throw new PipelineError(`${input.source}: no cells left after filtering (min_genes ${p.minGenes})`);
     }
     const mito = mitoMask(varT.index);
-    let m = cellQcCpu(X, mito);
+    let m = await metrics(X, mito);
     const keep = new Uint8Array(X.nRows);
     for (let i = 0; i < X.nRows; i++) {
       keep[i] =
@@ -128,7 +156,12 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
       pctCountsMt: m.pctCountsMt.filter((_, i) => keep[i]),
     };
     return { counts: X, obs: obsT, vars: varT, qc: m };
-  });
+  };
+  const { counts, obs, vars, qc } = await step(
+    "qc",
+    () => qcStep(cellQcCpu),
+    (g) => qcStep((X, mito) => cellQcGpu(g, X, mito)),
+  );
   const nCells = counts.nRows;
   const nGenes = counts.nCols;
   if (nCells < Math.max(p.nNeighbors, p.nComps + 1)) {
@@ -137,18 +170,34 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     );
   }
 
-  const logNorm = await step("normalize", () => normalizeTotalLog1pCpu(counts, p.targetSum));
-
-  const hvg = await step("hvg", () =>
-    highlyVariableGenesCpu({ logNorm, counts }, { flavor: p.flavor, nTopGenes: p.nTopGenes }),
+  const logNorm = await step(
+    "normalize",
+    () => normalizeTotalLog1pCpu(counts, p.targetSum),
+    (g) => normalizeTotalLog1pGpu(g, counts, p.targetSum),
   );
+
+  const hvgOpts = { flavor: p.flavor, nTopGenes: p.nTopGenes };
+  let hvgOnGpu = true;
+  const hvg = await step(
+    "hvg",
+    () => highlyVariableGenesCpu({ logNorm, counts }, hvgOpts),
+    async (g) => {
+      const r = await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts);
+      hvgOnGpu = r.onGpu;
+      return r.result;
+    },
+  );
+  if (!hvgOnGpu) steps[steps.length - 1].backend = "cpu";
   const hvgIdx: number[] = [];
   hvg.highlyVariable.forEach((h, j) => h && hvgIdx.push(j));
 
-  const pca = await step("pca", () => {
-    const Xh = subsetCols(logNorm, hvg.highlyVariable);
-    return pcaCpu(Xh, { nComps: p.nComps, maxValue: p.maxValue, seed: p.seed });
-  });
+  const Xh = subsetCols(logNorm, hvg.highlyVariable);
+  const pcaOpts = { nComps: p.nComps, maxValue: p.maxValue, seed: p.seed };
+  const pca = await step(
+    "pca",
+    () => pcaCpu(Xh, pcaOpts),
+    (g) => pcaGpu(g, Xh, pcaOpts),
+  );
   const k = pca.variance.length;
 
   const nPcs = Math.min(p.nPcs, k);

@@ -79,6 +79,12 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     let backend: StepRecord["backend"] = "cpu";
     let out: T | undefined;
     let done = false;
+    const fellBack = (why: string) => {
+      if (warnedLost) return;
+      warnedLost = true;
+      (hooks.warn ?? console.warn)(`cellgpu: ${why}; ${name} and later steps run on the CPU`);
+    };
+    if (gpu && onGpu && gpu.lost) fellBack(gpu.lostMessage);
     if (gpu && onGpu && !gpu.lost) {
       try {
         out = await onGpu(gpu);
@@ -86,10 +92,7 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
         done = true;
       } catch (e) {
         if (!(e instanceof GpuLostError) && !gpu.lost) throw e;
-        if (!warnedLost) {
-          warnedLost = true;
-          (hooks.warn ?? console.warn)(`cellgpu: WebGPU device lost (${gpu.lostMessage || (e as Error).message}); ${name} and later steps run on the CPU`);
-        }
+        fellBack(gpu.lostMessage || `WebGPU device lost: ${(e as Error).message}`);
       }
     }
     if (!done) out = await cpu();

@@ -1,0 +1,108 @@
+/**
+ * The whole pipeline with the WebGPU backend on the real adapter: the steps with kernels (QC
+ * metrics, normalize, HVG moments, PCA Gram) run on the device, and the result matches the CPU
+ * backend (identical QC and HVG sets, PC1-10 subspace >= 0.9999, variance ratios within 1e-4)
+ * and the scanpy-like reference; the same run twice gives byte-identical X_pca; a device lost
+ * mid-run finishes on the CPU.
+ */
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readTenxMtxDir } from "../../src/io/mtx.js";
+import { adjustedRandIndex, jaccard, knnRecall, subspaceSimilarity } from "../../src/metrics/index.js";
+import { analyze, type AnalyzeOutput, type StepRecord } from "../../src/pipeline/analyze.js";
+import { presetDefaults } from "../../src/pipeline/params.js";
+import { datasetDir, readMatrix, readTsv, referenceDir } from "../helpers/reference.js";
+import { referencePcs } from "../helpers/pipelineRef.js";
+import { testGpu } from "./util.js";
+
+const params = { ...presetDefaults("scanpy"), maxGenes: 2500, maxPctMt: 5 };
+const gpuSteps = ["qc", "normalize", "hvg", "pca"];
+
+describe("pbmc3k with --backend webgpu", () => {
+  const input = readTenxMtxDir(datasetDir("pbmc3k"));
+  let cpu: AnalyzeOutput;
+  let gpu1: AnalyzeOutput;
+  let gpu2: AnalyzeOutput;
+
+  beforeAll(async () => {
+    const gpu = await testGpu();
+    try {
+      gpu1 = await analyze(input, { ...params, backend: "webgpu" }, { gpu });
+      gpu2 = await analyze(input, { ...params, backend: "webgpu" }, { gpu });
+    } finally {
+      gpu.destroy();
+    }
+    cpu = await analyze(input, { ...params, backend: "cpu" });
+  });
+
+  it("runs the kernel steps on the device", () => {
+    const backends = Object.fromEntries(gpu1.steps.map((s) => [s.step, s.backend]));
+    for (const s of gpuSteps) expect(backends[s], s).toBe("webgpu");
+  });
+
+  it("keeps the same cells, QC metrics and HVG set as the CPU backend", () => {
+    expect(gpu1.result.obs.index).toEqual(cpu.result.obs.index);
+    for (const c of ["n_genes_by_counts", "total_counts"]) {
+      const a = gpu1.result.obs.columns.get(c)!;
+      const b = cpu.result.obs.columns.get(c)!;
+      if (a.kind !== "number" || b.kind !== "number") throw new Error(c);
+      expect(Array.from(a.values)).toEqual(Array.from(b.values));
+    }
+    expect(Array.from(gpu1.hvgMask)).toEqual(Array.from(cpu.hvgMask));
+  });
+
+  it("finds the CPU's PCA subspace (>= 0.9999) and variance ratios (within 1e-4)", () => {
+    const n = cpu.nCells;
+    const sim = subspaceSimilarity(gpu1.pcaScores, cpu.pcaScores, n, 10, 50, 50);
+    let worst = 0;
+    for (let j = 0; j < 50; j++) worst = Math.max(worst, Math.abs(gpu1.varianceRatio[j] - cpu.varianceRatio[j]) / cpu.varianceRatio[j]);
+    console.log(`webgpu vs cpu: PC1-10 subspace ${sim.toFixed(8)}, worst variance-ratio rel. diff ${worst.toExponential(2)}`);
+    expect(sim).toBeGreaterThanOrEqual(0.9999);
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("meets the reference bars (PCA subspace, kNN recall, clusters)", () => {
+    const ref = referenceDir("pbmc3k");
+    const refPca = referencePcs("pbmc3k");
+    const sim = subspaceSimilarity(gpu1.pcaScores, refPca.data, gpu1.nCells, 10, 50, refPca.k);
+    const refKnn = readMatrix(join(ref, "knn_indices.tsv.gz"), "nn_");
+    const recall = knnRecall(gpu1.knn.indices, refKnn.data, gpu1.nCells, 15, refKnn.k);
+    const hvg = readTsv(join(ref, "hvg.tsv")).col("feature");
+    const mine = gpu1.result.var.index.filter((_, j) => gpu1.hvgMask[j]);
+    const ari = adjustedRandIndex(gpu1.clusters, cpu.clusters);
+    console.log(`webgpu vs reference: subspace ${sim.toFixed(6)}, kNN recall ${recall.toFixed(5)}, HVG Jaccard ${jaccard(mine, hvg).toFixed(4)}; ARI to the CPU backend ${ari.toFixed(3)}`);
+    expect(sim).toBeGreaterThanOrEqual(0.999);
+    expect(recall).toBeGreaterThanOrEqual(0.99);
+    expect(jaccard(mine, hvg)).toBeGreaterThanOrEqual(0.99);
+    expect(ari).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it("gives byte-identical X_pca on two runs", () => {
+    expect(Buffer.from(gpu2.pcaScores.buffer).equals(Buffer.from(gpu1.pcaScores.buffer))).toBe(true);
+  });
+});
+
+describe("device lost mid-run", () => {
+  it("finishes on the CPU with one warning and the CPU's result", async () => {
+    const input = readTenxMtxDir(datasetDir("pbmc_small_seurat"));
+    const p = { ...presetDefaults("scanpy"), minGenes: 0, minCells: 0, nComps: 20, nPcs: 20, nTopGenes: 100, backend: "webgpu" as const };
+    const gpu = await testGpu();
+    const warnings: string[] = [];
+    const onStep = (s: StepRecord) => {
+      if (s.step === "normalize") gpu.device.destroy(); // what a lost device looks like from here
+    };
+    const lost = await analyze(input, p, { gpu, onStep, warn: (m) => warnings.push(m) });
+    gpu.destroy();
+    const cpuRun = await analyze(input, { ...p, backend: "cpu" });
+    const backends = Object.fromEntries(lost.steps.map((s) => [s.step, s.backend]));
+    expect(backends.qc).toBe("webgpu");
+    expect(backends.normalize).toBe("webgpu");
+    expect(backends.hvg).toBe("cpu");
+    expect(backends.pca).toBe("cpu");
+    expect(warnings.length).toBe(1);
+    expect(warnings[0]).toMatch(/lost.*CPU/);
+    expect(Array.from(lost.hvgMask)).toEqual(Array.from(cpuRun.hvgMask));
+    expect(subspaceSimilarity(lost.pcaScores, cpuRun.pcaScores, lost.nCells, 10, 20, 20)).toBeGreaterThan(0.9999);
+    expect(adjustedRandIndex(lost.clusters, cpuRun.clusters)).toBe(1);
+  });
+});

@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import type { CellMatrix } from "../src/core/cellMatrix.js";
 import { subsetCols } from "../src/core/csr.js";
+import { acquireGpu, type Gpu } from "../src/gpu/device.js";
 import { readTenxMtxDir } from "../src/io/mtx.js";
 import { analyze, type StepRecord } from "../src/pipeline/analyze.js";
 import { presetDefaults, type Backend } from "../src/pipeline/params.js";
@@ -96,7 +97,11 @@ export async function runChild(req: ChildRequest): Promise<void> {
     maxPctMt: req.maxPctMt,
     backend: req.backend,
   };
-  const out = await analyze(cm, p);
+  // webgpu: any adapter (software ones included, so the column fills on lavapipe too), else fail
+  let gpu: Gpu | undefined;
+  if (req.backend === "webgpu") gpu = await acquireGpu();
+  const out = await analyze(cm, p, { gpu, warn: (m) => process.stderr.write(m + "\n") });
+  gpu?.destroy();
   const maxRssMiB = process.resourceUsage().maxRSS / 1024;
 
   const res = out.result;

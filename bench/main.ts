@@ -147,6 +147,8 @@ interface DatasetReport {
   nClusters?: number;
   /** step → backend → median ms (and all runs). */
   timings: Record<string, Record<string, { median: number; runs: number[] }>>;
+  /** step → requested backend → the backend(s) that actually ran it (the pipeline falls back per step). */
+  ranOn: Record<string, Record<string, string>>;
   peer?: { name: string; threads: number; nCells: number; timings: Record<string, { median: number; runs: number[] }>; maxRssMiB: number; error?: string };
   ratios: Record<string, Record<string, number>>;
   recorded: { scanpy_like?: Record<string, number>; seurat?: Record<string, number>; note: string };
@@ -248,6 +250,7 @@ async function bench(opts: {
       dir: ds.dir,
       repeats: 0,
       timings: {},
+      ranOn: {},
       ratios: {},
       recorded: {
         scanpy_like: recordedTimings(ds.refDir, "scanpy_like"),
@@ -272,6 +275,7 @@ async function bench(opts: {
       for (const step of STEPS) {
         const vals = ok.map((x) => stepMs(x, step));
         (rep.timings[step] ??= {})[b] = { median: median(vals), runs: vals };
+        if (step !== "read") (rep.ranOn[step] ??= {})[b] = [...new Set(ok[0].steps.filter((x) => x.step === step).map((x) => x.backend))].join("+");
       }
       const totals = ok.map((x) => x.steps.reduce((a, s) => a + s.ms, 0));
       (rep.timings.total ??= {})[b] = { median: median(totals), runs: totals };
@@ -361,6 +365,7 @@ function markdown(machine: { host: string; cpu: string; cores: number; node: str
   out.push(`Machine: ${machine.host}, ${machine.cores} × ${machine.cpu}, Node ${machine.node}, adapter: ${machine.adapter}. Wall time ${f(wall)} s.`);
   out.push(`Times are medians over repeats in ms; scran.js 4.0.9 with ${threads} threads in the same run (child process per repeat, alternating).`);
   out.push("scanpy_like / Seurat columns: recorded on another run (../shared/reference), shown for scale only.");
+  out.push("A step shown as `ms (cpu)` under webgpu fell back to / has no GPU twin and ran on the CPU. GB/s and GFLOP/s: bench/work.ts model counts ÷ median time.");
   out.push("");
   for (const r of reports) {
     out.push(`### ${r.name} — ${r.nCells ?? "?"} cells × ${r.nGenes ?? "?"} genes after QC, ${r.nClusters ?? "?"} clusters, ${r.repeats} repeat(s)`);
@@ -370,7 +375,10 @@ function markdown(machine: { host: string; cpu: string; cores: number; node: str
     out.push(`|${hdr.map(() => "---").join("|")}|`);
     for (const step of [...STEPS, "total", "total_with_read"]) {
       const row = [step];
-      for (const b of backends) row.push(f(r.timings[step]?.[b]?.median));
+      for (const b of backends) {
+        const on = r.ranOn[step]?.[b];
+        row.push(f(r.timings[step]?.[b]?.median) + (on && on !== b ? ` (${on})` : ""));
+      }
       if (r.peer) {
         row.push(f(r.peer.timings[step]?.median));
         for (const b of backends) row.push(f(r.ratios[step]?.[b], 2));

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { beforeAll, describe, expect, it } from "vitest";
+import { python } from "./helpers/python.js";
 import { repoRoot } from "./helpers/reference.js";
 
 const cli = join(repoRoot, "dist/cli.js");
@@ -67,7 +68,7 @@ assert 'rank_genes_groups' in a.uns and 'names' in a.uns['rank_genes_groups']
 x = a.X[:5].toarray(); assert np.all(x >= 0) and x.max() < 20
 print('ok')
 `;
-    const r = spawnSync("python3", ["-c", py, join(out, "analysis.h5ad"), join(out, "summary.json")], { encoding: "utf8" });
+    const r = spawnSync(python(), ["-c", py, join(out, "analysis.h5ad"), join(out, "summary.json")], { encoding: "utf8" });
     expect(r.status, `python3 + anndata failed (install Debian's python3-anndata: apt-get install python3-anndata):\n${r.stderr}`).toBe(0);
     expect(r.stdout.trim()).toBe("ok");
   });

@@ -5,6 +5,7 @@
  * Needs a Python with anndata + h5py (Debian python3-anndata): scripts/setup-anndata.sh finds or
  * installs it; without it the Python tests fail, naming the package.
  */
+import { python } from "./helpers/python.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,18 +35,6 @@ beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), "cellgpu-io-"));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-let pythonPath: string | undefined;
-/** A python3 that imports anndata and h5py; throws (the test fails) naming the package if none. */
-function python(): string {
-  if (pythonPath) return pythonPath;
-  const r = spawnSync("bash", [join(REPO, "scripts/setup-anndata.sh")], { encoding: "utf8" });
-  if (r.status !== 0) {
-    throw new Error(`these tests need Debian's python3-anndata (with python3-h5py); scripts/setup-anndata.sh said:\n${r.stderr}`);
-  }
-  pythonPath = r.stdout.trim().split("\n").pop()!;
-  return pythonPath;
-}
 
 function runPython(code: string, ...args: string[]): string {
   const r = spawnSync(python(), ["-c", code, ...args], { encoding: "utf8", cwd: REPO });

@@ -5,7 +5,9 @@
  * CSR/CSC assembly with every structural check. Every failure is an InputError naming the file
  * and the dataset.
  */
-import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import h5wasm, { Dataset, Group, Reference } from "h5wasm/node";
 import type { File } from "h5wasm/node";
 import type { Csr } from "../core/csr.js";
@@ -33,6 +35,39 @@ function hasHdf5Signature(path: string): boolean {
     return false;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Runs fn with HDF5's own error stack (the "HDF5-DIAG" block the library prints to stderr) sent
+ * to a temp file instead of the terminal, so a bad file gives one clear line. If fn throws an
+ * InputError, the library's innermost message (e.g. "truncated file: eof = …") is appended.
+ */
+export async function withHdf5Diagnostics<T>(fn: () => Promise<T>): Promise<T> {
+  const M = (await h5wasm.ready) as unknown as { FS?: { getStream?: (fd: number) => { nfd?: number } | undefined } };
+  const stream = M.FS?.getStream?.(2);
+  if (!stream || typeof stream.nfd !== "number") return fn();
+  const dir = mkdtempSync(join(tmpdir(), "cellgpu-h5-"));
+  const logPath = join(dir, "diag.txt");
+  const fd = openSync(logPath, "w+");
+  const saved = stream.nfd;
+  stream.nfd = fd;
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof InputError) {
+      const inner = readFileSync(logPath, "utf8")
+        .split("\n")
+        .filter((l) => /^\s*#\d+:/.test(l))
+        .pop()
+        ?.replace(/^.*\(\):\s*/, "");
+      if (inner && !e.problem.includes(inner)) throw new InputError(e.file, `${e.problem} (HDF5: ${inner})`);
+    }
+    throw e;
+  } finally {
+    stream.nfd = saved;
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -19,6 +19,8 @@
  * exact zero rather than imitate noise that cannot be reproduced cell for cell.
  */
 
+import type { Gpu } from "../gpu/device.js";
+
 export interface Knn {
   n: number;
   k: number;
@@ -184,4 +186,89 @@ function offer(bestD: Float64Array, bestI: Int32Array, o: number, m: number, s: 
   }
   bestD[p] = s;
   bestI[p] = j;
+}
+
+/** Reference rows per dispatch: bounds one dispatch's run time (lavapipe runs it on the CPU). */
+const GPU_REF_BLOCK = 8192;
+const GPU_KMAX = 64;
+
+/**
+ * GPU twin of knnExactCpu (kernels/knn_topk.wgsl). The rows are cut into chunks that each fit one
+ * storage binding (as queries, as references, and as the chunk's m = k − 1 top-list slots);
+ * for each query chunk every reference chunk is scanned in blocks of GPU_REF_BLOCK rows, ascending,
+ * each dispatch merging into the per-query lists kept on the device. Squared distances are f32
+ * (Σ(x−y)² by fma, fixed order), so the neighbour sets agree with the float64 CPU twin except
+ * where two distances are within f32 rounding; ties break by smaller index, self is first with
+ * distance exactly 0, other distances are the f32 sqrt of the f32 squared distance.
+ * Requires k ≤ 64.
+ */
+export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: number, k: number): Promise<Knn> {
+  if (!Number.isInteger(n) || !Number.isInteger(d) || !Number.isInteger(k) || n < 1 || d < 1) {
+    throw new RangeError(`knnExactGpu: n, d must be positive integers (got n=${n}, d=${d}, k=${k})`);
+  }
+  if (k < 1 || k > n) throw new RangeError(`knnExactGpu: need 1 <= k <= n (got k=${k}, n=${n})`);
+  if (k > GPU_KMAX) throw new RangeError(`knnExactGpu: k=${k} exceeds the GPU top-k limit ${GPU_KMAX}`);
+  if (points.length !== n * d) {
+    throw new RangeError(`knnExactGpu: points has ${points.length} values, expected n*d = ${n * d}`);
+  }
+  const m = k - 1;
+  const indices = new Int32Array(n * k);
+  const distances = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) indices[i * k] = i;
+  if (m === 0) return { n, k, indices, distances };
+
+  const template = (await import("../../kernels/knn_topk.wgsl")).default;
+  const code = template.replace(/^const DIM: u32 = \d+u;$/m, `const DIM: u32 = ${d}u;`);
+  if (code === template && d !== 64) throw new Error("knn_topk.wgsl: DIM line not found");
+  const pipeline = await gpu.pipeline(code, "knn_block");
+
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const rowsPerChunk = Math.floor(limit / (4 * Math.max(d, m)));
+  if (rowsPerChunk < 1) throw new Error(`knnExactGpu: one row (d=${d}, k=${k}) does not fit a ${limit}-byte binding`);
+  const chunks: { start: number; rows: number; buf: GPUBuffer }[] = [];
+  const temp: GPUBuffer[] = [];
+  try {
+    for (let start = 0; start < n; start += rowsPerChunk) {
+      const rows = Math.min(rowsPerChunk, n - start);
+      const buf = gpu.upload(points.subarray(start * d, (start + rows) * d), "knn.points");
+      temp.push(buf);
+      chunks.push({ start, rows, buf });
+    }
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+    for (const qc of chunks) {
+      const bestD = gpu.createBuffer(qc.rows * m * 4, usage, "knn.bestD");
+      const bestI = gpu.createBuffer(qc.rows * m * 4, usage, "knn.bestI");
+      temp.push(bestD, bestI);
+      const steps = [];
+      let first = 1;
+      for (const rc of chunks) {
+        for (let r = 0; r < rc.rows; r += GPU_REF_BLOCK) {
+          const params = gpu.uniforms({ u32: [qc.rows, qc.start, r, Math.min(rc.rows, r + GPU_REF_BLOCK), rc.start, m, first, 0] });
+          temp.push(params);
+          first = 0;
+          steps.push({ pipeline, bindings: [params, qc.buf, rc.buf, bestD, bestI], workgroups: Math.ceil(qc.rows / 64) });
+        }
+      }
+      await gpu.run("knn_block", steps);
+      const [db, ib] = await gpu.readbackAll([
+        { buffer: bestD, byteLength: qc.rows * m * 4 },
+        { buffer: bestI, byteLength: qc.rows * m * 4 },
+      ]);
+      const dv = new Float32Array(db);
+      const iv = new Uint32Array(ib);
+      for (let q = 0; q < qc.rows; q++) {
+        const o = (qc.start + q) * k;
+        for (let p = 0; p < m; p++) {
+          // An unfilled slot means fewer than m finite distances: the input has NaN / huge values.
+          if (iv[q * m + p] === 0xffffffff) throw new RangeError(`knnExactGpu: row ${qc.start + q} has non-finite distances`);
+          indices[o + 1 + p] = iv[q * m + p];
+          // sqrt of the f32 squared distance, rounded once to f32.
+          distances[o + 1 + p] = Math.sqrt(dv[q * m + p]);
+        }
+      }
+    }
+  } finally {
+    for (const b of temp) b.destroy();
+  }
+  return { n, k, indices, distances };
 }

@@ -25,6 +25,7 @@
  * Output labels: 0..c-1 by community size, largest first, ties by smallest member index.
  */
 import type { Csr } from "../core/csr.js";
+import { GpuError, type Gpu, type Step } from "../gpu/device.js";
 import { Rng } from "../core/random.js";
 import { modularity } from "../metrics/index.js";
 import { aggregateGraph, graphFromCsr, labelsBySize, type WGraph } from "./communityCommon.js";
@@ -287,4 +288,191 @@ function mergeNodesConstrained(g: WGraph, m: Int32Array, gamma: number, tw: numb
     refined[v] = best;
   }
   return refined;
+}
+
+/*
+ * leidenGpu — the same Leiden procedure with the first level's local moving on the GPU
+ * (kernels/louvain.wgsl). Everything else runs on the host, as in leidenCpu: the refinement
+ * (mergeNodesConstrained, linear in the edges, once per level), the aggregation and the local
+ * moving of the coarse levels (aggregated graphs are small; the first level's repeated sweeps
+ * dominate the cost).
+ * GPU local moving is parallel, not leidenalg's sequential queue: in each round every node is
+ * given a colour from a hash of (node, seed, round); per colour, all nodes of that colour pick
+ * their best move at once against the current memberships and community strengths, then the
+ * moves are applied and the strengths recomputed as exact 64-bit fixed-point integer sums
+ * (integer atomics: order-free, so bit-identical run to run). Rounds repeat until one moves no
+ * node (then no node has an improving move: a fixed point) or LM_MAX_ROUNDS. Differences from
+ * leidenCpu's local moving: no moves into an empty community (the refinement splits instead);
+ * gains in float32 with a 1e-6·k_v threshold; a singleton does not join a singleton of larger id.
+ * The whole procedure repeats (nIterations = -1) while the modularity, computed on the host in
+ * float64, still rises; an iteration that lowers it is discarded. The random stream for the host
+ * phases is Rng(seed) as in leidenCpu, so same seed => same partition, run after run.
+ */
+
+const LM_COLOURS = 4;
+const LM_ROUNDS_PER_BATCH = 4;
+const LM_MAX_ROUNDS = 200;
+
+export async function leidenGpu(gpu: Gpu, graph: Csr, opts: LeidenOptions): Promise<Int32Array> {
+  const nStarts = opts.nStarts ?? 1;
+  if (!(Number.isInteger(nStarts) && nStarts >= 1)) throw new Error(`leidenGpu: nStarts must be a positive integer, got ${nStarts}`);
+  let best: Int32Array | undefined;
+  let bestQ = -Infinity;
+  for (let s = 0; s < nStarts; s++) {
+    const labels = await leidenGpuOnce(gpu, graph, { ...opts, seed: opts.seed + s });
+    const q = nStarts > 1 ? modularity(graph, labels, opts.resolution) : 0;
+    if (q > bestQ) {
+      bestQ = q;
+      best = labels;
+    }
+  }
+  return best!;
+}
+
+async function leidenGpuOnce(gpu: Gpu, graph: Csr, opts: LeidenOptions): Promise<Int32Array> {
+  const g0 = graphFromCsr(graph, true);
+  const n = g0.n;
+  let membership = new Int32Array(n);
+  for (let v = 0; v < n; v++) membership[v] = v;
+  let totalWeight = 0;
+  for (let v = 0; v < n; v++) totalWeight += g0.nodeWeight[v];
+  if (totalWeight === 0) return labelsBySize(membership);
+
+  const gamma = opts.resolution;
+  const nIterations = opts.nIterations ?? -1;
+  const rng = new Rng(opts.seed);
+  const ctx = new Scratch(n);
+  const lm = await GpuLocalMoving.create(gpu, g0, gamma, totalWeight, opts.seed);
+  try {
+    let q = modularity(graph, membership, gamma);
+    for (let itr = 0; nIterations < 0 || itr < nIterations; itr++) {
+      const next = membership.slice();
+      await optimiseOnceGpu(lm, g0, next, gamma, totalWeight, rng, ctx);
+      const qNext = modularity(graph, next, gamma);
+      if (nIterations < 0 && !(qNext > q)) break;
+      membership = next;
+      q = qNext;
+    }
+  } finally {
+    lm.destroy();
+  }
+  return labelsBySize(membership);
+}
+
+/** optimiseOnce with the first level's local moving on the GPU. */
+async function optimiseOnceGpu(lm: GpuLocalMoving, g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch): Promise<void> {
+  const n0 = g0.n;
+  const aggNode = new Int32Array(n0);
+  for (let v = 0; v < n0; v++) aggNode[v] = v;
+  let g = g0;
+  let m = membership;
+  for (;;) {
+    if (g === g0) await lm.run(m);
+    else moveNodes(g, m, gamma, tw, rng, s);
+    const nComm = renumberInPlace(m);
+    if (g !== g0) for (let v = 0; v < n0; v++) membership[v] = m[aggNode[v]];
+
+    const refined = mergeNodesConstrained(g, m, gamma, tw, rng, s);
+    const nRefined = renumberInPlace(refined);
+    for (let v = 0; v < n0; v++) aggNode[v] = refined[aggNode[v]];
+    const next = aggregateGraph(g, refined, nRefined);
+    const nextM = new Int32Array(nRefined);
+    for (let v = 0; v < g.n; v++) nextM[refined[v]] = m[v];
+
+    const further = next.n < g.n && g.n > nComm;
+    g = next;
+    m = nextM;
+    if (!further) break;
+  }
+}
+
+/** The first level's graph on the device and the colour-round loop of kernels/louvain.wgsl. */
+class GpuLocalMoving {
+  /** Rounds run so far; keeps colourings distinct across Leiden iterations. */
+  private rounds = 0;
+
+  private constructor(
+    private readonly gpu: Gpu,
+    private readonly n: number,
+    private readonly choose: GPUComputePipeline,
+    private readonly apply: GPUComputePipeline,
+    private readonly buffers: { indptr: GPUBuffer; indices: GPUBuffer; weights: GPUBuffer; kq: GPUBuffer; memb: GPUBuffer; target: GPUBuffer; comm: GPUBuffer; moves: GPUBuffer },
+    private readonly consts: { gamma: number; invTw: number; invS: number; seed: number },
+  ) {}
+
+  static async create(gpu: Gpu, g: WGraph, gamma: number, tw: number, seed: number): Promise<GpuLocalMoving> {
+    const code = (await import("../../kernels/louvain.wgsl")).default;
+    const [choose, apply] = await Promise.all([gpu.pipeline(code, "choose_move"), gpu.pipeline(code, "apply_totals")]);
+    const n = g.n;
+    const limit = gpu.limits.maxStorageBufferBindingSize;
+    if (g.indices.length * 4 > limit || 12 * n > limit) {
+      throw new GpuError(`leidenGpu: graph with ${n} nodes and ${g.indices.length} arcs exceeds the ${limit}-byte binding limit`);
+    }
+    // Fixed point: the largest strength fits in 31 bits; at most 2^-24 resolution.
+    let maxK = 0;
+    for (let v = 0; v < n; v++) maxK = Math.max(maxK, g.nodeWeight[v]);
+    const S = 2 ** Math.min(24, Math.floor(Math.log2(2 ** 31 / maxK)));
+    const kq = Uint32Array.from(g.nodeWeight, (k) => Math.round(k * S));
+    const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    const buffers = {
+      indptr: gpu.upload(Uint32Array.from(g.indptr), "leiden.indptr"),
+      indices: gpu.upload(new Uint32Array(g.indices.buffer, g.indices.byteOffset, g.indices.length), "leiden.indices"),
+      weights: gpu.upload(Float32Array.from(g.weights), "leiden.weights"),
+      kq: gpu.upload(kq, "leiden.kq"),
+      memb: gpu.createBuffer(4 * n, rw, "leiden.memb"),
+      target: gpu.createBuffer(4 * n, rw, "leiden.target"),
+      comm: gpu.createBuffer(12 * n, rw, "leiden.comm"),
+      moves: gpu.createBuffer(4 * (LM_ROUNDS_PER_BATCH + 1), rw, "leiden.moves"),
+    };
+    return new GpuLocalMoving(gpu, n, choose, apply, buffers, { gamma, invTw: 1 / tw, invS: 1 / S, seed: seed >>> 0 });
+  }
+
+  /** Local moving from membership m (ids < n), updated in place. */
+  async run(m: Int32Array): Promise<void> {
+    const { gpu, n, buffers: b, consts: c } = this;
+    const wg = Math.ceil(n / 64);
+    // Int32 ids < n have the same bytes as u32.
+    gpu.device.queue.writeBuffer(b.memb, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
+    gpu.device.queue.writeBuffer(b.target, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
+    const params = (colour: number, round: number, slot: number) =>
+      gpu.uniforms({ u32: [n, colour, LM_COLOURS, c.seed, round, slot, 0, 0], f32: [c.gamma, c.invTw, c.invS, 0] }, "leiden.params");
+    const applyStep = (p: GPUBuffer): Step => ({ pipeline: this.apply, bindings: [p, undefined, undefined, undefined, b.kq, b.memb, b.target, b.comm, b.moves], workgroups: wg });
+    // Strengths of the starting partition (target = memb: nothing moves).
+    const init = params(0, 0, LM_ROUNDS_PER_BATCH);
+    try {
+      await gpu.run("leiden.init", [{ clear: b.comm }, { clear: b.moves }, applyStep(init)]);
+    } finally {
+      init.destroy();
+    }
+    for (let done = 0; done < LM_MAX_ROUNDS; done += LM_ROUNDS_PER_BATCH) {
+      const steps: Step[] = [{ clear: b.moves }];
+      const uniforms: GPUBuffer[] = [];
+      for (let r = 0; r < LM_ROUNDS_PER_BATCH; r++) {
+        for (let colour = 0; colour < LM_COLOURS; colour++) {
+          const p = params(colour, this.rounds + r, r);
+          uniforms.push(p);
+          steps.push(
+            { pipeline: this.choose, bindings: [p, b.indptr, b.indices, b.weights, b.kq, b.memb, b.target, b.comm], workgroups: wg },
+            { clear: b.comm },
+            applyStep(p),
+          );
+        }
+      }
+      let moves: Uint32Array;
+      try {
+        await gpu.run("leiden.local_moving", steps);
+        moves = new Uint32Array(await gpu.readback(b.moves, 4 * LM_ROUNDS_PER_BATCH));
+      } finally {
+        for (const u of uniforms) u.destroy();
+      }
+      this.rounds += LM_ROUNDS_PER_BATCH;
+      // A round without moves is a fixed point: later rounds of the batch changed nothing either.
+      if (moves.includes(0)) break;
+    }
+    m.set(new Int32Array(await gpu.readback(b.memb, 4 * n)));
+  }
+
+  destroy(): void {
+    for (const buf of Object.values(this.buffers)) buf.destroy();
+  }
 }

@@ -1,0 +1,120 @@
+// louvain.wgsl — parallel local moving of Louvain/Leiden (modularity with resolution γ) on a
+// symmetric weighted graph without self loops in its adjacency (src/ops/leiden.ts, leidenGpu).
+// One sub-round = choose_move for the nodes of one colour, a clear of `comm`, apply_totals.
+// Colour of node v in round r: hash(v, seed, r) mod nColours, so neighbours rarely move together.
+//
+// Shared bindings (group 0): 0 uniform P; 1 indptr: array<u32> (n+1); 2 indices: array<u32>;
+//   3 weights: array<f32>; 4 kq: array<u32>, node strength k_v as fixed point k_v·S (self loop
+//   included); 5 memb: array<u32>, community of each node; 6 choice: array<u32>, chosen community;
+//   7 comm: array<atomic<u32>> (3 per community: K lo word, K hi word, member count) — community
+//   strength K_c = (hi·2^32 + lo) / S, an exact 64-bit integer sum, so its value does not depend
+//   on the order the atomics land; 8 moves: array<atomic<u32>>, moves counted per round slot.
+//
+// choose_move — Bindings 0–7. Workgroup 64, one invocation = one node v (2-D grid, linear index
+//   wid.x + wid.y·nwg.x). Nodes of another colour copy memb[v] to choice[v]. Otherwise v scans
+//   its CSR row; for each neighbour community c (at its first occurrence in the row) it sums the
+//   arc weights to c over the rest of the row, in storage order (O(deg²) compares, no scratch
+//   memory, order fixed), and evaluates the modularity gain of moving from a to c:
+//     (w_c − w_a) − γ·k_v·(K_c − K_a + k_v) / (2m)        (undirected scale)
+//   It keeps the largest gain above a noise threshold (1e-6·k_v), ties to the smaller community
+//   id. A node alone in its community does not move into another singleton of larger id (two
+//   singleton neighbours of one colour would otherwise swap forever).
+// apply_totals — Bindings 0, 4, 5, 6, 7, 8. Workgroup 64, one invocation = one node: adopts
+//   choice[v] (counting a move in moves[P.slot]) and adds k_v and 1 to its community's totals
+//   (integer atomics: exact, order-free). `comm` must be cleared before it runs.
+
+struct Params {
+  n: u32, colour: u32, nColours: u32, seed: u32,
+  round: u32, slot: u32, p6: u32, p7: u32,
+  gamma: f32, invTw: f32, invS: f32, p11: f32,
+}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> indptr: array<u32>;
+@group(0) @binding(2) var<storage, read> indices: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
+@group(0) @binding(4) var<storage, read> kq: array<u32>;
+@group(0) @binding(5) var<storage, read_write> memb: array<u32>;
+@group(0) @binding(6) var<storage, read_write> choice: array<u32>;
+@group(0) @binding(7) var<storage, read_write> comm: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> moves: array<atomic<u32>>;
+
+const WG: u32 = 64u;
+
+fn hash32(x0: u32) -> u32 {
+  // lowbias32 (Wellons): a well-mixed 32-bit integer hash.
+  var x = x0;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+
+fn strength(c: u32) -> f32 {
+  let lo = atomicLoad(&comm[3u * c]);
+  let hi = atomicLoad(&comm[3u * c + 1u]);
+  return (f32(hi) * 4294967296.0 + f32(lo)) * P.invS;
+}
+
+@compute @workgroup_size(64)
+fn choose_move(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) lid: u32) {
+  let v = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (v >= P.n) { return; }
+  let a = memb[v];
+  let h = hash32(v ^ hash32(P.seed ^ hash32(P.round + 0x9e3779b9u)));
+  if (h % P.nColours != P.colour) {
+    choice[v] = a;
+    return;
+  }
+  let start = indptr[v];
+  let end = indptr[v + 1u];
+  let kv = f32(kq[v]) * P.invS;
+  var wa = 0.0;
+  for (var k = start; k < end; k++) {
+    if (memb[indices[k]] == a) { wa += weights[k]; }
+  }
+  let base = strength(a) - kv;
+  let scale = P.gamma * kv * P.invTw;
+  var best = a;
+  var bestGain = 1e-6 * kv;
+  for (var k = start; k < end; k++) {
+    let c = memb[indices[k]];
+    if (c == a) { continue; }
+    var seen = false;
+    for (var j = start; j < k; j++) {
+      if (memb[indices[j]] == c) { seen = true; break; }
+    }
+    if (seen) { continue; }
+    var wc = 0.0;
+    for (var j = k; j < end; j++) {
+      if (memb[indices[j]] == c) { wc += weights[j]; }
+    }
+    let gain = (wc - wa) - scale * (strength(c) - base);
+    if (gain > bestGain || (gain == bestGain && best != a && c < best)) {
+      best = c;
+      bestGain = gain;
+    }
+  }
+  if (best != a && best > a && atomicLoad(&comm[3u * a + 2u]) == 1u && atomicLoad(&comm[3u * best + 2u]) == 1u) {
+    best = a;
+  }
+  choice[v] = best;
+}
+
+@compute @workgroup_size(64)
+fn apply_totals(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                @builtin(local_invocation_index) lid: u32) {
+  let v = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (v >= P.n) { return; }
+  let c = choice[v];
+  if (c != memb[v]) {
+    memb[v] = c;
+    atomicAdd(&moves[P.slot], 1u);
+  }
+  let x = kq[v];
+  let old = atomicAdd(&comm[3u * c], x);
+  if (old + x < old) { atomicAdd(&comm[3u * c + 1u], 1u); }
+  atomicAdd(&comm[3u * c + 2u], 1u);
+}

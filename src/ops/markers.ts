@@ -26,6 +26,7 @@
  */
 import type { Csr } from "../core/csr.js";
 import type { UnsValue } from "../pipeline/result.js";
+import { GpuError, type Gpu, type Step } from "../gpu/device.js";
 
 export interface MarkerResult {
   groupNames: string[];
@@ -485,5 +486,253 @@ export function markersToUns(
     pvals: { recarray: { fields, columns: pick64(result.pvals) } },
     pvals_adj: { recarray: { fields, columns: pick64(result.pvalsAdj) } },
     logfoldchanges: { recarray: { fields, columns: pick32(result.logfoldchanges) } },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU twin.
+
+/** Most labelled nonzeros per gene chunk on the device (4 u32 buffers: 64 MiB). */
+const GPU_KEY_BUDGET = 1 << 22;
+
+/**
+ * GPU twin of rankGenesGroupsCpu (kernels/markers.wgsl). The host lays out a chunk of genes'
+ * nonzeros (labelled cells only) gene-major and group-major within a gene, as order-preserving
+ * u32 keys; the device sorts each gene's keys (segmented merge sort), then per gene × group sums
+ * the doubled average-tie ranks exactly (u64), and the values and squares in 64-bit fixed point,
+ * and per gene Σ(t³ − t) over nonzero tie blocks and the count of negative values. The host adds
+ * the zero block (one tie block between negatives and positives) and forms z / t, p-values, BH
+ * and the ordering in float64 with the CPU twin's formulas. Rank and tie sums are exact, so the
+ * Wilcoxon scores equal the CPU twin's; the fixed-point sums differ from its float64 sums only by
+ * rounding (2^−F per term, F ≥ 30 for ~1e6 cells of log values).
+ * Throws GpuError if one gene's labelled nonzeros, or one gene's groups, exceed a binding.
+ */
+export async function rankGenesGroupsGpu(
+  gpu: Gpu,
+  X: Csr,
+  labels: Int32Array,
+  groupNames: string[],
+  opts: MarkerOptions,
+): Promise<MarkerResult> {
+  const nGroups = groupNames.length;
+  const nGenes = X.nCols;
+  if (opts.method !== "wilcoxon" && opts.method !== "t-test") throw new Error(`rankGenesGroups: unknown method ${String(opts.method)}`);
+  const ranks = opts.method === "wilcoxon";
+  if (labels.length !== X.nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${X.nRows} cells`);
+  if (nGroups < 1 || nGroups > 1 << 20) throw new Error(`rankGenesGroups: unsupported number of groups ${nGroups}`);
+  const groupSize = new Float64Array(nGroups);
+  for (let r = 0; r < X.nRows; r++) {
+    const g = labels[r];
+    if (g < -1 || g >= nGroups) throw new Error(`rankGenesGroups: label ${g} of cell ${r} is outside -1..${nGroups - 1}`);
+    if (g >= 0) groupSize[g]++;
+  }
+  const small = groupNames.filter((_, g) => groupSize[g] < 2);
+  if (small.length > 0) {
+    throw new Error(`rankGenesGroups: could not calculate statistics for groups ${small.join(", ")} since they contain fewer than 2 cells`);
+  }
+  let N = 0;
+  for (let g = 0; g < nGroups; g++) N += groupSize[g];
+
+  // Labelled cells in (group, row) order, so that each gene's nonzeros come out group-major; stored
+  // nonzeros per gene × group; largest |value| (sizes the fixed point).
+  const rowsByGroup = new Int32Array(N);
+  const groupFill = new Float64Array(nGroups);
+  for (let g = 1; g < nGroups; g++) groupFill[g] = groupFill[g - 1] + groupSize[g - 1];
+  const nz = new Float64Array(nGenes * nGroups);
+  let vMax = 0;
+  for (let r = 0; r < X.nRows; r++) {
+    const g = labels[r];
+    if (g < 0) continue;
+    rowsByGroup[groupFill[g]++] = r;
+    for (let k = X.indptr[r]; k < X.indptr[r + 1]; k++) {
+      const v = X.data[k];
+      if (v === 0) continue;
+      nz[X.indices[k] * nGroups + g]++;
+      vMax = Math.max(vMax, Math.abs(v));
+    }
+  }
+  const nzPerGene = new Float64Array(nGenes);
+  for (let j = 0; j < nGenes; j++) for (let g = 0; g < nGroups; g++) nzPerGene[j] += nz[j * nGroups + g];
+
+  // F fractional bits with N · max(v², |v|) · 2^F < 2^62.
+  const F = Math.max(0, Math.min(60, Math.floor(62 - Math.log2(Math.max(N * Math.max(vMax * vMax, vMax), 1)))));
+  const fromFixed = (hi: number, lo: number) => hi * 2 ** (32 - F) + lo * 2 ** -F;
+
+  const code = (await import("../../kernels/markers.wgsl")).default;
+  const [mergePipe, statsPipe, tiePipe] = await Promise.all(
+    ["merge_pass", "group_stats", "tie_sums"].map((e) => gpu.pipeline(code, e)),
+  );
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  const cap = Math.min(GPU_KEY_BUDGET, Math.floor(limit / 4));
+  // Per gene × group outputs are 8 bytes; group starts need one extra u32.
+  const maxGenes = Math.floor(Math.floor(limit / 8) / nGroups);
+  if (maxGenes < 1) throw new GpuError(`rankGenesGroupsGpu: ${nGroups} groups do not fit one ${limit}-byte binding`);
+
+  const sum = new Float64Array(nGroups * nGenes);
+  const sumSq = new Float64Array(nGroups * nGenes);
+  const rankSum = new Float64Array(nGroups * nGenes);
+  const tieSum = new Float64Array(nGenes);
+  const nNeg = new Float64Array(nGenes);
+  const cursor = Float64Array.from(X.indptr.subarray(0, X.nRows));
+  const bits = new Uint32Array(X.data.buffer, X.data.byteOffset, X.data.length);
+  const outUsage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+
+  let j0 = 0;
+  while (j0 < nGenes) {
+    let j1 = j0;
+    let n = 0;
+    while (j1 < nGenes && j1 - j0 < maxGenes && n + nzPerGene[j1] <= cap) n += nzPerGene[j1++];
+    if (j1 === j0) {
+      throw new GpuError(`rankGenesGroupsGpu: gene ${j0} has ${nzPerGene[j0]} nonzeros, more than one ${limit}-byte binding holds`);
+    }
+    const genes = j1 - j0;
+    const pairs = genes * nGroups;
+    const segStart = new Uint32Array(genes + 1);
+    const groupStart = new Uint32Array(pairs + 1);
+    const geneOf = new Uint32Array(n);
+    let maxSeg = 0;
+    for (let t = 0; t < genes; t++) {
+      for (let g = 0; g < nGroups; g++) groupStart[t * nGroups + g + 1] = groupStart[t * nGroups + g] + nz[(j0 + t) * nGroups + g];
+      segStart[t + 1] = groupStart[(t + 1) * nGroups];
+      geneOf.fill(t, segStart[t], segStart[t + 1]);
+      maxSeg = Math.max(maxSeg, segStart[t + 1] - segStart[t]);
+    }
+    // Gather: rows in (group, row) order; each row's columns increase, so a cursor per row walks
+    // through the chunks in order.
+    const keys = new Uint32Array(n);
+    const fill = groupStart.slice(0, pairs);
+    for (const r of rowsByGroup) {
+      const end = X.indptr[r + 1];
+      const g = labels[r];
+      let k = cursor[r];
+      for (; k < end && X.indices[k] < j1; k++) {
+        if (X.data[k] === 0) continue;
+        const b = bits[k];
+        keys[fill[(X.indices[k] - j0) * nGroups + g]++] = b >= 0x80000000 ? 0xffffffff - b : b + 0x80000000;
+      }
+      cursor[r] = k;
+    }
+
+    const bufs: GPUBuffer[] = [];
+    const keep = <T extends GPUBuffer>(b: T) => (bufs.push(b), b);
+    try {
+      const orig = keep(gpu.upload(keys, "markers.keys"));
+      const segBuf = keep(gpu.upload(segStart, "markers.segStart"));
+      const groupBuf = keep(gpu.upload(groupStart, "markers.groupStart"));
+      const rankBuf = keep(gpu.createBuffer(pairs * 8, outUsage, "markers.rankSum"));
+      const sumBuf = keep(gpu.createBuffer(pairs * 8, outUsage, "markers.sum"));
+      const sqBuf = keep(gpu.createBuffer(pairs * 8, outUsage, "markers.sumSq"));
+      const tieBuf = keep(gpu.createBuffer(genes * 8, outUsage, "markers.tie"));
+      const negBuf = keep(gpu.createBuffer(genes * 4, outUsage, "markers.nNeg"));
+      const steps: Step[] = [];
+      let sorted = orig;
+      if (ranks && maxSeg > 1) {
+        const geneBuf = keep(gpu.upload(geneOf, "markers.geneOf"));
+        const ping = [keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.sortA")), keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.sortB"))];
+        for (let w = 1, pass = 0; w < maxSeg; w *= 2, pass++) {
+          const dst = ping[pass % 2];
+          const params = keep(gpu.uniforms({ u32: [n, w] }));
+          steps.push({ pipeline: mergePipe, bindings: [params, sorted, dst, geneBuf, segBuf], workgroups: Math.ceil(n / 64) });
+          sorted = dst;
+        }
+      }
+      const statParams = keep(gpu.uniforms({ u32: [pairs, nGroups, N, ranks ? 1 : 0], f32: [2 ** (F - 32)] }));
+      steps.push({ pipeline: statsPipe, bindings: [statParams, orig, sorted, segBuf, groupBuf, rankBuf, sumBuf, sqBuf], workgroups: Math.ceil(pairs / 64) });
+      if (ranks) {
+        const tieParams = keep(gpu.uniforms({ u32: [genes] }));
+        steps.push({ pipeline: tiePipe, bindings: [tieParams, , sorted, segBuf, , tieBuf, negBuf], workgroups: Math.ceil(genes / 64) });
+      }
+      await gpu.run("markers", steps);
+      const [rb, sb, qb, tb, nb] = await gpu.readbackAll([
+        { buffer: rankBuf, byteLength: pairs * 8 },
+        { buffer: sumBuf, byteLength: pairs * 8 },
+        { buffer: sqBuf, byteLength: pairs * 8 },
+        { buffer: tieBuf, byteLength: ranks ? genes * 8 : 4 },
+        { buffer: negBuf, byteLength: ranks ? genes * 4 : 4 },
+      ]);
+      // Words as (hi, lo) pairs; the fixed-point high words are signed.
+      const rw = new Uint32Array(rb);
+      const sHi = new Int32Array(sb);
+      const sLo = new Uint32Array(sb);
+      const qHi = new Int32Array(qb);
+      const qLo = new Uint32Array(qb);
+      for (let t = 0; t < genes; t++) {
+        for (let g = 0; g < nGroups; g++) {
+          const p = t * nGroups + g;
+          const o = g * nGenes + j0 + t;
+          sum[o] = fromFixed(sHi[2 * p], sLo[2 * p + 1]);
+          sumSq[o] = fromFixed(qHi[2 * p], qLo[2 * p + 1]);
+          rankSum[o] = (rw[2 * p] * 2 ** 32 + rw[2 * p + 1]) / 2;
+        }
+      }
+      if (ranks) {
+        const tw = new Uint32Array(tb);
+        const nw = new Uint32Array(nb);
+        for (let t = 0; t < genes; t++) {
+          tieSum[j0 + t] = tw[2 * t] * 2 ** 32 + tw[2 * t + 1];
+          nNeg[j0 + t] = nw[t];
+        }
+      }
+    } finally {
+      for (const b of bufs) b.destroy();
+    }
+    j0 = j1;
+  }
+
+  // Host: the CPU twin's formulas, in float64.
+  const total = new Float64Array(nGenes);
+  const totalSq = new Float64Array(nGenes);
+  for (let g = 0; g < nGroups; g++) {
+    for (let j = 0; j < nGenes; j++) {
+      total[j] += sum[g * nGenes + j];
+      totalSq[j] += sumSq[g * nGenes + j];
+    }
+  }
+  const scores: Float64Array[] = [];
+  const pvals: Float64Array[] = [];
+  const logfoldchanges: Float64Array[] = [];
+  const meanRank = (N + 1) / 2;
+  const tieDenom = N * N * N - N;
+  for (let g = 0; g < nGroups; g++) {
+    const score = new Float64Array(nGenes);
+    const pval = new Float64Array(nGenes);
+    const lfc = new Float64Array(nGenes);
+    const n1 = groupSize[g];
+    const n2 = N - n1;
+    for (let j = 0; j < nGenes; j++) {
+      const o = g * nGenes + j;
+      const s = sum[o];
+      const meanG = s / n1;
+      const meanRest = (total[j] - s) / n2;
+      lfc[j] = Math.log2((Math.expm1(meanG) + 1e-9) / (Math.expm1(meanRest) + 1e-9));
+      if (ranks) {
+        const zeros = N - nzPerGene[j];
+        const tc = opts.tieCorrect && N >= 2 ? 1 - (zeros * zeros * zeros - zeros + tieSum[j]) / tieDenom : 1;
+        const R = rankSum[o] + (nNeg[j] + (zeros + 1) / 2) * (n1 - nz[j * nGroups + g]);
+        // Same operation order as scanpy (and the CPU twin).
+        const std = Math.sqrt((tc * n1 * (N - n1) * (N + 1)) / 12.0);
+        let z = (R - n1 * meanRank) / std;
+        if (Number.isNaN(z)) z = 0;
+        score[j] = z;
+        pval[j] = normalTwoSidedP(z);
+      } else {
+        const v1 = varianceFromSums(s, sumSq[o], n1);
+        const v2 = varianceFromSums(total[j] - s, totalSq[j] - sumSq[o], n2);
+        const { t, p } = welchTTest(meanG, v1, n1, meanRest, v2, n2);
+        score[j] = Number.isNaN(t) ? 0 : t;
+        pval[j] = Number.isNaN(p) ? 1 : p;
+      }
+    }
+    scores.push(score);
+    pvals.push(pval);
+    logfoldchanges.push(lfc);
+  }
+  return {
+    groupNames: groupNames.slice(),
+    scores,
+    logfoldchanges,
+    pvals,
+    pvalsAdj: pvals.map(benjaminiHochberg),
+    order: scores.map(orderByScoreDesc),
   };
 }

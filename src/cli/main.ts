@@ -8,6 +8,7 @@ import { acquireGpu, type Gpu, type GpuAdapterInfo } from "../gpu/device.js";
 import { InputError } from "../io/errors.js";
 import { readInput } from "../io/read.js";
 import { analyze, PipelineError, type StepRecord } from "../pipeline/analyze.js";
+import { DirStepCache } from "../pipeline/cache.js";
 import { writeOutputDir } from "../pipeline/output.js";
 import { presetDefaults, type AnalyzeParams } from "../pipeline/params.js";
 import { readGroupsFile } from "../pipeline/groups.js";
@@ -23,9 +24,9 @@ const num = (name: string, { int = false, min = -Infinity } = {}) => (v: string)
 };
 
 function formatTable(steps: StepRecord[], totalMs: number): string {
-  const rows = steps.map((s) => [s.step, s.ms.toFixed(1), s.backend]);
+  const rows = steps.map((s) => [s.step, s.ms.toFixed(1), s.cached ? `${s.backend} (cached)` : s.backend]);
   rows.push(["total", totalMs.toFixed(1), ""]);
-  const w = [Math.max(4, ...rows.map((r) => r[0].length)), Math.max(7, ...rows.map((r) => r[1].length)), 7];
+  const w = [Math.max(4, ...rows.map((r) => r[0].length)), Math.max(7, ...rows.map((r) => r[1].length)), Math.max(7, ...rows.map((r) => r[2].length))];
   const line = (r: string[]) => `| ${r[0].padEnd(w[0])} | ${r[1].padStart(w[1])} | ${r[2].padEnd(w[2])} |`;
   return [line(["step", "wall ms", "backend"]), `|${"-".repeat(w[0] + 2)}|${"-".repeat(w[1] + 2)}|${"-".repeat(w[2] + 2)}|`, ...rows.map(line)].join("\n");
 }
@@ -85,14 +86,20 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   const readMs = performance.now() - readStart;
   const groups = o.groups ? readGroupsFile(String(o.groups), o.groupsColumn as string | undefined) : undefined;
   const { gpu, adapter } = await chooseDevice(p.backend, progress);
+  // Ctrl-C stops the run between steps; nothing is written.
+  const abort = new AbortController();
+  process.once("SIGINT", () => abort.abort(new PipelineError("interrupted; no output written")));
   let out;
   try {
     out = await analyze(data, p, {
       gpu,
+      cache: o.cache ? new DirStepCache(String(o.cache)) : undefined,
+      signal: abort.signal,
       warn: progress,
       groups,
       onStep: (s) => {
         if (s.ms > 1000) progress(`${s.step} done in ${(s.ms / 1000).toFixed(1)} s (${s.backend})`);
+        else if (s.cached) progress(`${s.step} taken from the cache`);
       },
     });
   } finally {
@@ -112,7 +119,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
     cells_kept: out.nCells,
     genes_kept: out.nGenes,
     clusters: out.nClusters,
-    steps: steps.map((s) => ({ step: s.step, ms: Math.round(s.ms * 10) / 10, backend: s.backend })),
+    steps: steps.map((s) => ({ step: s.step, ms: Math.round(s.ms * 10) / 10, backend: s.backend, ...(s.cached ? { cached: true } : {}) })),
     total_ms: 0,
   };
   summary.total_ms = Math.round((performance.now() - t0) * 10) / 10;
@@ -150,6 +157,7 @@ program
   .addOption(new Option("--method <name>", "rank_genes_groups method").choices(["wilcoxon", "t-test"]))
   .option("--tie-correct", "tie-correct Wilcoxon z-scores")
   .option("--groups <tsv>", "rank genes for these groups: TSV with a header, barcode then group")
+  .option("--cache <dir>", "memoize step results here; a re-run recomputes only the steps whose inputs or parameters changed")
   .option("--groups-column <name>", "which column of --groups holds the group (default: the second)")
   .action(async (input: string, o: Record<string, unknown>) => runAnalyze(input, o));
 

@@ -18,6 +18,7 @@ import { pcaCpu, pcaGpu } from "../ops/pca.js";
 import { cellQcCpu, cellQcGpu, cellsPerGeneCpu, mitoMask, type CellQc } from "../ops/qc.js";
 import { GpuLostError, type Gpu } from "../gpu/device.js";
 import { findAbParams, umapLayoutCpu } from "../ops/umap.js";
+import { contentHash, stepKey, type StepCache } from "./cache.js";
 import type { AnalyzeParams } from "./params.js";
 import type { AnalysisResult, UnsValue } from "./result.js";
 
@@ -28,10 +29,31 @@ export class PipelineError extends Error {
 export interface StepRecord {
   step: string;
   ms: number;
+  /** The backend that computed the result (for a cached step: the one that computed it first). */
   backend: "cpu" | "webgpu";
+  /** True when the result came from the step cache. */
+  cached?: boolean;
 }
 
+/** Emitted when a step starts and when it ends; `fraction` counts finished steps. */
+export interface ProgressEvent {
+  step: string;
+  phase: "start" | "end";
+  index: number;
+  total: number;
+  fraction: number;
+  /** Rough time left, from the time taken so far (undefined before the first step ends). */
+  etaMs?: number;
+}
+
+const STEP_COUNT = 10;
+
 export interface AnalyzeHooks {
+  /** Memoize step results here (see cache.ts); a step whose key is present is not recomputed. */
+  cache?: StepCache;
+  /** Stops the run between steps with the signal's reason. */
+  signal?: AbortSignal;
+  onProgress?: (ev: ProgressEvent) => void;
   /** Run the steps that have WGSL kernels on this device; others (and all, if absent) on the CPU. */
   gpu?: Gpu;
   /** One-line notices (e.g. a device lost mid-run). */
@@ -74,8 +96,41 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
    * A device lost before or during the step falls back to the CPU (gpuOrCpu warns once).
    */
   let warnedLost = false;
-  const step = async <T>(name: string, cpu: () => T | Promise<T>, onGpu?: (gpu: Gpu) => Promise<T>): Promise<T> => {
+  const t0Run = performance.now();
+  const progress = (name: string, phase: ProgressEvent["phase"]) => {
+    const finished = steps.length;
+    const elapsed = performance.now() - t0Run;
+    const fraction = finished / STEP_COUNT;
+    hooks.onProgress?.({
+      step: name,
+      phase,
+      index: phase === "start" ? finished : finished - 1,
+      total: STEP_COUNT,
+      fraction,
+      etaMs: finished > 0 ? (elapsed / fraction) * (1 - fraction) : undefined,
+    });
+  };
+  const backendTag = gpu ? "webgpu" : "cpu";
+  const inputKey = hooks.cache ? contentHash(input) : "";
+  const step = async <T>(
+    name: string,
+    key: string,
+    cpu: () => T | Promise<T>,
+    onGpu?: (gpu: Gpu) => Promise<T>,
+  ): Promise<T> => {
+    hooks.signal?.throwIfAborted();
+    progress(name, "start");
     const t0 = performance.now();
+    if (hooks.cache) {
+      const hit = (await hooks.cache.get(key)) as { value: T; backend: StepRecord["backend"] } | undefined;
+      if (hit) {
+        const rec: StepRecord = { step: name, ms: performance.now() - t0, backend: hit.backend, cached: true };
+        steps.push(rec);
+        hooks.onStep?.(rec);
+        progress(name, "end");
+        return hit.value;
+      }
+    }
     let backend: StepRecord["backend"] = "cpu";
     let out: T | undefined;
     let done = false;
@@ -97,10 +152,23 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     }
     if (!done) out = await cpu();
     const rec: StepRecord = { step: name, ms: performance.now() - t0, backend };
+    if (hooks.cache) await hooks.cache.set(key, { value: out, backend });
     steps.push(rec);
     hooks.onStep?.(rec);
+    progress(name, "end");
     return out as T;
   };
+  /** Step keys: the parameters each step depends on, chained through its inputs' keys. */
+  const keyOf = (name: string, params: object, deps: string[]) =>
+    hooks.cache ? stepKey(name, { ...params, backend: backendTag }, deps) : "";
+  const qcKey = keyOf("qc", { preset: p.preset, minGenes: p.minGenes, minCells: p.minCells, maxGenes: p.maxGenes ?? null, maxPctMt: p.maxPctMt ?? null }, [inputKey]);
+  const normKey = keyOf("normalize", { targetSum: p.targetSum }, [qcKey]);
+  const hvgKey = keyOf("hvg", { flavor: p.flavor, nTopGenes: p.nTopGenes }, [normKey]);
+  const pcaKey = keyOf("pca", { nComps: p.nComps, maxValue: p.maxValue ?? null, seed: p.seed }, [hvgKey]);
+  const knnKey = keyOf("neighbors_knn", { nPcs: p.nPcs, nNeighbors: p.nNeighbors }, [pcaKey]);
+  const graphKey = keyOf("neighbors_graph", { graph: p.graph, snnPrune: p.snnPrune }, [knnKey]);
+  const clusterKey = keyOf(p.clustering, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts }, [graphKey]);
+  const umapKey = keyOf("umap", { minDist: p.minDist, spread: p.spread, seed: p.seed }, [graphKey]);
 
   // --- QC: scanpy filters cells on min_genes then genes on min_cells; Seurat the other way round.
   const counts0 = input.X;
@@ -162,6 +230,7 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   };
   const { counts, obs, vars, qc } = await step(
     "qc",
+    qcKey,
     () => qcStep(cellQcCpu),
     (g) => qcStep((X, mito) => cellQcGpu(g, X, mito)),
   );
@@ -175,22 +244,19 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
 
   const logNorm = await step(
     "normalize",
+    normKey,
     () => normalizeTotalLog1pCpu(counts, p.targetSum),
     (g) => normalizeTotalLog1pGpu(g, counts, p.targetSum),
   );
 
   const hvgOpts = { flavor: p.flavor, nTopGenes: p.nTopGenes };
-  let hvgOnGpu = true;
   const hvg = await step(
     "hvg",
+    hvgKey,
     () => highlyVariableGenesCpu({ logNorm, counts }, hvgOpts),
-    async (g) => {
-      const r = await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts);
-      hvgOnGpu = r.onGpu;
-      return r.result;
-    },
+    // seurat_v3's clipped moments have no kernel yet: that flavor stays on the CPU.
+    p.flavor === "seurat_v3" ? undefined : async (g) => (await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts)).result,
   );
-  if (!hvgOnGpu) steps[steps.length - 1].backend = "cpu";
   const hvgIdx: number[] = [];
   hvg.highlyVariable.forEach((h, j) => h && hvgIdx.push(j));
 
@@ -198,32 +264,33 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   const pcaOpts = { nComps: p.nComps, maxValue: p.maxValue, seed: p.seed };
   const pca = await step(
     "pca",
+    pcaKey,
     () => pcaCpu(Xh, pcaOpts),
     (g) => pcaGpu(g, Xh, pcaOpts),
   );
   const k = pca.variance.length;
 
   const nPcs = Math.min(p.nPcs, k);
-  const knn = await step("neighbors_knn", () => {
+  const knn = await step("neighbors_knn", knnKey, () => {
     const pts = new Float32Array(nCells * nPcs);
     for (let i = 0; i < nCells; i++) pts.set(pca.scores.subarray(i * k, i * k + nPcs), i * nPcs);
     return knnExactCpu(pts, nCells, nPcs, p.nNeighbors);
   });
 
-  const { connectivities, distances, clusterGraph } = await step("neighbors_graph", () => {
+  const { connectivities, distances, clusterGraph } = await step("neighbors_graph", graphKey, () => {
     const conn = fuzzySimplicialSetCpu(knn);
     const graph: Csr = p.graph === "snn" ? snnGraphCpu(knn, p.snnPrune) : conn;
     return { connectivities: conn, distances: knnDistancesCsr(knn), clusterGraph: graph };
   });
 
-  const clusters = await step(p.clustering, () =>
+  const clusters = await step(p.clustering, clusterKey, () =>
     p.clustering === "leiden"
       ? leidenCpu(clusterGraph, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts })
       : louvainCpu(clusterGraph, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts }),
   );
   const { column: clusterColumn, names: clusterNames } = categoryColumn(clusters);
 
-  const umap = await step("umap", () =>
+  const umap = await step("umap", umapKey, () =>
     umapLayoutCpu(connectivities, { minDist: p.minDist, spread: p.spread, seed: p.seed }),
   );
 
@@ -241,7 +308,12 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     groupNames = names;
     groupby = "groups";
   }
-  const markers = await step("rank_genes_groups", () =>
+  const markersKey = keyOf(
+    "rank_genes_groups",
+    { method: p.markerMethod, tieCorrect: p.tieCorrect, groupby, groups: hooks.groups ? [...hooks.groups.entries()] : null },
+    [normKey, hooks.groups ? qcKey : clusterKey],
+  );
+  const markers = await step("rank_genes_groups", markersKey, () =>
     rankGenesGroupsCpu(logNorm, groupLabels, groupNames, { method: p.markerMethod, tieCorrect: p.tieCorrect }),
   );
 

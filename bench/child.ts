@@ -59,11 +59,45 @@ export interface ChildOutputs {
   markersTop25: number[][];
 }
 
+/** Device memory the run asked for, counted by wrapping Gpu.createBuffer (bench-side, no Gpu hook). */
+export interface DeviceMemory {
+  buffers: number;
+  /** Sum of the sizes of every buffer created. */
+  requestedBytes: number;
+  /** Largest sum of sizes of buffers created and not yet destroyed (a buffer left to the GC counts as live). */
+  peakLiveBytes: number;
+}
+
+/** Counts the buffers a Gpu creates (uploads, outputs, readback staging), live and in total. */
+export function countDeviceMemory(gpu: Gpu): DeviceMemory {
+  const m: DeviceMemory = { buffers: 0, requestedBytes: 0, peakLiveBytes: 0 };
+  let live = 0;
+  const create = gpu.createBuffer.bind(gpu);
+  gpu.createBuffer = (byteSize, usage, label) => {
+    const buf = create(byteSize, usage, label);
+    const size = buf.size;
+    m.buffers++;
+    m.requestedBytes += size;
+    live += size;
+    m.peakLiveBytes = Math.max(m.peakLiveBytes, live);
+    const destroy = buf.destroy.bind(buf);
+    let freed = false;
+    buf.destroy = () => {
+      if (!freed) live -= size;
+      freed = true;
+      destroy();
+    };
+    return buf;
+  };
+  return m;
+}
+
 export interface ChildResult {
   backend: Backend;
   readMs: number;
   steps: StepRecord[];
   maxRssMiB: number;
+  deviceMemory?: DeviceMemory;
   shapes: Shapes;
   outputs?: ChildOutputs;
   error?: string;
@@ -99,7 +133,11 @@ export async function runChild(req: ChildRequest): Promise<void> {
   };
   // webgpu: any adapter (software ones included, so the column fills on lavapipe too), else fail
   let gpu: Gpu | undefined;
-  if (req.backend === "webgpu") gpu = await acquireGpu();
+  let deviceMemory: DeviceMemory | undefined;
+  if (req.backend === "webgpu") {
+    gpu = await acquireGpu();
+    deviceMemory = countDeviceMemory(gpu);
+  }
   const out = await analyze(cm, p, { gpu, warn: (m) => process.stderr.write(m + "\n") });
   gpu?.destroy();
   const maxRssMiB = process.resourceUsage().maxRSS / 1024;
@@ -153,6 +191,6 @@ export async function runChild(req: ChildRequest): Promise<void> {
       markersTop25: names.names.recarray.columns.map((col) => col.slice(0, 25).map((n) => byName.get(n)!)),
     };
   }
-  const result: ChildResult = { backend: req.backend, readMs, steps: out.steps, maxRssMiB, shapes, outputs };
+  const result: ChildResult = { backend: req.backend, readMs, steps: out.steps, maxRssMiB, deviceMemory, shapes, outputs };
   writeFileSync(req.outFile, JSON.stringify(result));
 }

@@ -22,7 +22,8 @@ import { simulateTenx } from "../src/sim/simulate.js";
 import { compare, labelAri, loadReference, umapTrust, type Agreement, type Comparable } from "./accuracy.js";
 import { runChild, type ChildRequest, type ChildResult } from "./child.js";
 import { parseSize, readTsv, referenceDatasets, simulatedDataset, type BenchDataset } from "./datasets.js";
-import { measureGpuCeiling, stepWork, type GpuCeiling } from "./work.js";
+import { measureGpuCeiling, pctOf, stepWork, type GpuCeiling } from "./work.js";
+import type { GpuAdapterInfo } from "../src/gpu/device.js";
 
 const STEPS = ["read", "qc", "normalize", "hvg", "pca", "neighbors_knn", "neighbors_graph", "leiden", "umap", "rank_genes_groups"];
 
@@ -155,21 +156,40 @@ interface DatasetReport {
   accuracy: Record<string, Partial<Agreement> & { ari_labels?: number; labels?: string; umap_trustworthiness?: number }>;
   backendAgreement?: Agreement;
   peakRssMiB: Record<string, number>;
-  work: Record<string, Record<string, { bytes: number | null; flops: number | null; GBps: number | null; GFLOPps: number | null }>>;
+  /** backend → device memory the run requested (MiB): peak live and total created. */
+  deviceMiB: Record<string, { peakLive: number; requested: number; buffers: number }>;
+  /** Rates from the bytes/FLOPs model; pct* = % of this run's measured device ceiling, for steps that ran on webgpu. */
+  work: Record<string, Record<string, { bytes: number | null; flops: number | null; GBps: number | null; GFLOPps: number | null; pctCopy?: number | null; pctMatmul?: number | null }>>;
   errors: string[];
 }
 
-async function adapterName(backends: Backend[]): Promise<string> {
-  if (!backends.includes("webgpu")) return "cpu";
+/** The adapter the webgpu children will get, and its ceiling measured once (in this process). */
+async function adapterAndCeiling(backends: Backend[], log: (s: string) => void): Promise<{ name: string; info?: GpuAdapterInfo; ceiling: GpuCeiling | null }> {
+  if (!backends.includes("webgpu")) return { name: "cpu", ceiling: null };
+  let gpu;
   try {
     const { acquireGpu } = await import("../src/gpu/device.js");
-    const gpu = await acquireGpu();
-    const name = gpu.info.description || `${gpu.info.vendor}-${gpu.info.architecture}`;
-    gpu.destroy();
-    return name;
-  } catch {
-    return "no-adapter";
+    gpu = await acquireGpu();
+  } catch (e) {
+    log(`no WebGPU adapter: ${(e as Error).message}`);
+    return { name: "no-adapter", ceiling: null };
   }
+  const info = gpu.info;
+  const name = info.description || `${info.vendor}-${info.architecture}`;
+  log(`adapter: vendor ${info.vendor}, architecture ${info.architecture}, description ${info.description}, fallback ${info.isFallbackAdapter}`);
+  log("measuring the device ceiling (buffer copy, f32 matmul) …");
+  try {
+    const ceiling = await measureGpuCeiling(gpu);
+    log(ceilingLine(ceiling));
+    return { name, info, ceiling };
+  } finally {
+    gpu.destroy();
+  }
+}
+
+function ceilingLine(c: GpuCeiling): string {
+  const m = Object.entries(c.methods).map(([k, v]) => `${k} ${v.median.toFixed(2)}${k.startsWith("matmul") ? ` GFLOP/s (n=${v.size})` : ` GB/s (${(v.size / 2 ** 20).toFixed(0)} MiB)`}`);
+  return `Device ceiling (median of ${c.methods.copyBufferToBuffer.runs.length} runs): copy ${c.copyGBps.toFixed(2)} GB/s read+write (${c.copyMethod}), f32 matmul ${c.matmulGflops.toFixed(2)} GFLOP/s (${c.matmulKernel}); all: ${m.join(", ")}.`;
 }
 
 const slug = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "unknown";
@@ -207,8 +227,7 @@ async function bench(opts: {
   for (const s of opts.sizes.split(",").filter(Boolean)) {
     datasets.push(await simulatedDataset(parseSize(s), Number(opts.seed), opts.cacheDir, log));
   }
-  const adapter = await adapterName(backends);
-  const ceiling: GpuCeiling | null = backends.includes("webgpu") ? await measureGpuCeiling() : null;
+  const { name: adapter, info: adapterInfo, ceiling } = await adapterAndCeiling(backends, log);
 
   const tmp = mkdtempSync(join(tmpdir(), "cellgpu-bench-"));
   const cg = new Map<string, ChildResult[]>(); // `${dataset}\u0000${backend}` → runs
@@ -259,6 +278,7 @@ async function bench(opts: {
       },
       accuracy: {},
       peakRssMiB: {},
+      deviceMiB: {},
       work: {},
       errors: [],
     };
@@ -282,6 +302,14 @@ async function bench(opts: {
       const withRead = ok.map((x, i) => totals[i] + x.readMs);
       (rep.timings.total_with_read ??= {})[b] = { median: median(withRead), runs: withRead };
       rep.peakRssMiB[b] = Math.max(...ok.map((x) => x.maxRssMiB));
+      const dm = ok.map((x) => x.deviceMemory).filter((x) => x !== undefined);
+      if (dm.length) {
+        rep.deviceMiB[b] = {
+          peakLive: Math.max(...dm.map((x) => x.peakLiveBytes)) / 2 ** 20,
+          requested: Math.max(...dm.map((x) => x.requestedBytes)) / 2 ** 20,
+          buffers: Math.max(...dm.map((x) => x.buffers)),
+        };
+      }
       const s = ok[0].shapes;
       rep.nCells = s.nCells;
       rep.nGenes = s.nGenes;
@@ -290,10 +318,14 @@ async function bench(opts: {
       for (const step of STEPS.slice(1)) {
         const w = stepWork(step, s);
         const ms = rep.timings[step][b].median;
+        const GBps = w.bytes === null ? null : w.bytes / (ms * 1e6);
+        const GFLOPps = w.flops === null ? null : w.flops / (ms * 1e6);
+        const onDevice = b === "webgpu" && ok[0].steps.some((x) => x.step === step && x.backend === "webgpu");
         rep.work[b][step] = {
           ...w,
-          GBps: w.bytes === null ? null : w.bytes / (ms * 1e6),
-          GFLOPps: w.flops === null ? null : w.flops / (ms * 1e6),
+          GBps,
+          GFLOPps,
+          ...(onDevice ? { pctCopy: pctOf(GBps, ceiling?.copyGBps), pctMatmul: pctOf(GFLOPps, ceiling?.matmulGflops) } : {}),
         };
       }
       const backendsRan = new Set(ok[0].steps.map((x) => x.backend));
@@ -339,7 +371,7 @@ async function bench(opts: {
   }
 
   const date = new Date().toISOString().slice(0, 10);
-  const machine = { host: hostname(), cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, node: process.version, adapter };
+  const machine = { host: hostname(), cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, node: process.version, adapter, adapterInfo };
   const json = {
     date: new Date().toISOString(),
     machine,
@@ -354,15 +386,25 @@ async function bench(opts: {
   mkdirSync(opts.outDir, { recursive: true });
   const outPath = join(opts.outDir, `${date}-${slug(machine.host)}-${slug(adapter)}.json`);
   writeFileSync(outPath, JSON.stringify(json, null, 1) + "\n");
-  process.stdout.write(markdown(json.machine, backends, threads, reports, json.wallSeconds));
+  process.stdout.write(markdown(json.machine, backends, threads, reports, json.wallSeconds, ceiling));
   log(`wrote ${outPath}`);
 }
 
 const f = (x: number | undefined | null, d = 0): string => (x === undefined || x === null || !Number.isFinite(x) ? "–" : x.toFixed(d));
 
-function markdown(machine: { host: string; cpu: string; cores: number; node: string; adapter: string }, backends: Backend[], threads: number, reports: DatasetReport[], wall: number): string {
+function markdown(
+  machine: { host: string; cpu: string; cores: number; node: string; adapter: string; adapterInfo?: GpuAdapterInfo },
+  backends: Backend[],
+  threads: number,
+  reports: DatasetReport[],
+  wall: number,
+  ceiling: GpuCeiling | null,
+): string {
   const out: string[] = [];
   out.push(`Machine: ${machine.host}, ${machine.cores} × ${machine.cpu}, Node ${machine.node}, adapter: ${machine.adapter}. Wall time ${f(wall)} s.`);
+  const ai = machine.adapterInfo;
+  if (ai) out.push(`WebGPU adapter: vendor ${ai.vendor || "?"}, architecture ${ai.architecture || "?"}, description ${ai.description || "?"}, fallback adapter ${ai.isFallbackAdapter}.`);
+  if (ceiling) out.push(ceilingLine(ceiling) + " `% ceil.` columns divide a WebGPU step's model rate by these (whole-step wall time, host work and transfers included).");
   out.push(`Times are medians over repeats in ms; scran.js 4.0.9 with ${threads} threads in the same run (child process per repeat, alternating).`);
   out.push("scanpy_like / Seurat columns: recorded on another run (../shared/reference), shown for scale only.");
   out.push("A step shown as `ms (cpu)` under webgpu fell back to / has no GPU twin and ran on the CPU. GB/s and GFLOP/s: bench/work.ts model counts ÷ median time.");
@@ -370,7 +412,8 @@ function markdown(machine: { host: string; cpu: string; cores: number; node: str
   for (const r of reports) {
     out.push(`### ${r.name} — ${r.nCells ?? "?"} cells × ${r.nGenes ?? "?"} genes after QC, ${r.nClusters ?? "?"} clusters, ${r.repeats} repeat(s)`);
     out.push("");
-    const hdr = ["step", ...backends.map((b) => `${b} ms`), ...(r.peer ? [`scran.js ms (${r.peer.threads} thr)`, ...backends.map((b) => `${b}/scran.js`)] : []), "scanpy_like ms (rec.)", "seurat ms (rec.)", ...backends.map((b) => `${b} GB/s · GFLOP/s (model)`)];
+    const gpuCols = backends.includes("webgpu") && ceiling ? ["webgpu % ceil. copy · matmul"] : [];
+    const hdr = ["step", ...backends.map((b) => `${b} ms`), ...(r.peer ? [`scran.js ms (${r.peer.threads} thr)`, ...backends.map((b) => `${b}/scran.js`)] : []), "scanpy_like ms (rec.)", "seurat ms (rec.)", ...backends.map((b) => `${b} GB/s · GFLOP/s (model)`), ...gpuCols];
     out.push(`| ${hdr.join(" | ")} |`);
     out.push(`|${hdr.map(() => "---").join("|")}|`);
     for (const step of [...STEPS, "total", "total_with_read"]) {
@@ -389,6 +432,10 @@ function markdown(machine: { host: string; cpu: string; cores: number; node: str
         const w = r.work[b]?.[step];
         row.push(w && (w.GBps !== null || w.GFLOPps !== null) ? `${f(w.GBps, 2)} · ${f(w.GFLOPps, 2)}` : "–");
       }
+      if (gpuCols.length) {
+        const w = r.work.webgpu?.[step];
+        row.push(w?.pctCopy != null || w?.pctMatmul != null ? `${f(w?.pctCopy, 1)}% · ${f(w?.pctMatmul, 1)}%` : "–");
+      }
       out.push(`| ${row.join(" | ")} |`);
     }
     out.push("");
@@ -405,6 +452,9 @@ function markdown(machine: { host: string; cpu: string; cores: number; node: str
     if (r.backendAgreement) {
       const a = r.backendAgreement;
       out.push(`| webgpu vs cpu | ${f(a.hvg_jaccard, 3)} | ${f(a.pc10_subspace, 4)} | ${f(a.knn15_recall, 3)} | ${f(a.ari_clusters, 3)} | | | ${f(a.marker_top25_overlap, 2)} | |`);
+    }
+    for (const [b, d] of Object.entries(r.deviceMiB)) {
+      out.push(`\nPeak device memory requested (${b}): ${f(d.peakLive, 1)} MiB live at once, ${f(d.requested, 1)} MiB in ${d.buffers} buffers over the run (Gpu.createBuffer sizes).`);
     }
     for (const e of r.errors) out.push(`\n> ${e}`);
     out.push("");

@@ -6,12 +6,17 @@
  * (u32 index + f32 value) per read or write, dense values 4 bytes. Steps whose work depends on
  * iteration counts the run does not report (Leiden) have no model (null).
  *
- * HOOK (WebGPU): `measureGpuCeiling` is where the run measures the adapter's ceiling once (a large
- * buffer-to-buffer copy for GB/s, the project's best matmul kernel for GFLOP/s), and WebGPU steps
- * report device bytes/FLOPs from their dispatch shapes. Until src/gpu exposes both, the ceiling is
- * null and the CPU model below fills the columns for every backend.
+ * The same model serves every backend; for WebGPU steps the bench also divides the achieved rates
+ * by the device's ceiling, measured once per run (`measureGpuCeiling`: src/gpu/ceiling.ts, a large
+ * buffer copy for GB/s and the project's best f32 matmul for GFLOP/s). Step times are wall times
+ * of the whole step (host-side subsetting, uploads and readbacks included), so the percentages
+ * are lower bounds on how busy the kernels keep the device.
  */
+import type { Gpu } from "../src/gpu/device.js";
+import { measureCeiling, type CeilingOptions, type GpuCeiling } from "../src/gpu/ceiling.js";
 import type { Shapes } from "./child.js";
+
+export type { GpuCeiling };
 
 export interface StepWork {
   bytes: number | null;
@@ -49,12 +54,12 @@ export function stepWork(step: string, s: Shapes): StepWork {
   }
 }
 
-export interface GpuCeiling {
-  copyGBps: number;
-  matmulGflops: number;
+/** The device's ceiling, measured once per run on the bench's own device (a few seconds). */
+export async function measureGpuCeiling(gpu: Gpu, opts?: CeilingOptions): Promise<GpuCeiling> {
+  return measureCeiling(gpu, opts);
 }
 
-/** HOOK: measure the WebGPU adapter's ceiling once per run; null until src/gpu provides a copy and matmul kernel. */
-export async function measureGpuCeiling(): Promise<GpuCeiling | null> {
-  return null;
+/** Achieved rate as a percentage of the ceiling (null where either is missing). */
+export function pctOf(rate: number | null, ceiling: number | undefined): number | null {
+  return rate === null || !ceiling ? null : (100 * rate) / ceiling;
 }

@@ -44,7 +44,7 @@ describe("step cache", () => {
     const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
     expect(bytes(warm.pcaScores).equals(bytes(cold.pcaScores))).toBe(true);
     expect(bytes(warm.umap).equals(bytes(cold.umap))).toBe(true);
-    const names = (o: typeof warm) => (o.result.uns.rank_genes_groups as { names: { recarray: { columns: string[][] } } }).names.recarray.columns;
+    const names = (o: typeof warm) => (o.result.uns.rank_genes_groups as unknown as { names: { recarray: { columns: string[][] } } }).names.recarray.columns;
     expect(names(warm)).toEqual(names(cold));
   });
 

@@ -74,6 +74,33 @@ print('ok')
   });
 });
 
+describe("cellgpu analyze --groups", () => {
+  it("ranks genes for the user's grouping (the Seurat tutorial's cell types)", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "cellgpu-groups-")), "o");
+    const r = run([
+      "analyze", "datasets/pbmc3k", "--out", out, "--max-genes", "2500", "--max-pct-mt", "5", "--backend", "cpu",
+      "--groups", "datasets/pbmc3k/labels_seurat_tutorial.tsv", "--groups-column", "cell_type",
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const py = `
+import anndata, sys
+a = anndata.read_h5ad(sys.argv[1])
+r = a.uns['rank_genes_groups']
+assert r['params']['groupby'] == 'groups', r['params']
+names = sorted(r['names'].dtype.names)
+assert names == sorted(a.obs['groups'].cat.categories), names
+top = list(r['names']['CD14+ Mono'][:25])
+assert 'LYZ' in top or 'S100A9' in top or 'S100A8' in top, top
+top = list(r['names']['B'][:25])
+assert 'MS4A1' in top or 'CD79A' in top, top
+print('ok', len(names))
+`;
+    const p = spawnSync(python(), ["-c", py, join(out, "analysis.h5ad")], { encoding: "utf8" });
+    expect(p.status, p.stderr).toBe(0);
+    expect(p.stdout.trim()).toBe("ok 9");
+  });
+});
+
 describe("bad input: one line naming the file and problem, non-zero exit, no output", () => {
   const casesPath = join(repoRoot, "test/fixtures/bad/cases.json");
   const cases: { name: string; input: string; expect: string; flag?: string }[] = existsSync(casesPath)

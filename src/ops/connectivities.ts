@@ -19,6 +19,7 @@
  * All outputs are CSR with sorted columns and float32 weights.
  */
 import { type Csr, transpose } from "../core/csr.js";
+import type { Gpu } from "../gpu/device.js";
 import type { Knn } from "./knn.js";
 
 const SMOOTH_K_TOLERANCE = 1e-5;
@@ -88,21 +89,32 @@ export function smoothKnnDistCpu(knn: Knn): { sigmas: Float32Array; rhos: Float3
 export function fuzzySimplicialSetCpu(knn: Knn): Csr {
   const { n, k, indices, distances } = knn;
   const { sigmas, rhos } = smoothKnnDistCpu(knn);
+  // Directed membership strengths (compute_membership_strengths), one per kNN slot.
+  const weights = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < k; j++) {
+      const c = indices[i * k + j];
+      if (c < 0) continue; // umap's marker for a missing neighbour
+      const dd = f32(distances[i * k + j] - rhos[i]);
+      if (c === i) weights[i * k + j] = 0;
+      else if (dd <= 0 || sigmas[i] === 0) weights[i * k + j] = 1;
+      else weights[i * k + j] = f32(Math.exp(-f32(dd / sigmas[i])));
+    }
+  }
+  return fuzzyUnion(knn, weights);
+}
 
-  // Directed membership strengths A (compute_membership_strengths), zeros eliminated.
+/** A + Aᵀ − A∘Aᵀ for the directed weights A of the kNN slots (missing neighbours, c < 0, skipped). */
+function fuzzyUnion(knn: Knn, weights: Float32Array): Csr {
+  const { n, k, indices } = knn;
+  // A as CSR, zeros eliminated.
   const rowCols: number[][] = [];
   const rowVals: number[][] = [];
   for (let i = 0; i < n; i++) {
     const entries: [number, number][] = [];
     for (let j = 0; j < k; j++) {
       const c = indices[i * k + j];
-      if (c < 0) continue; // umap's marker for a missing neighbour
-      let val: number;
-      const dd = f32(distances[i * k + j] - rhos[i]);
-      if (c === i) val = 0;
-      else if (dd <= 0 || sigmas[i] === 0) val = 1;
-      else val = f32(Math.exp(-f32(dd / sigmas[i])));
-      entries.push([c, val]);
+      if (c >= 0) entries.push([c, weights[i * k + j]]);
     }
     entries.sort((a, b) => a[0] - b[0]);
     const cols: number[] = [];
@@ -238,4 +250,57 @@ function fromRows(n: number, rowCols: number[][], rowVals: number[][]): Csr {
     data.set(rowVals[i], indptr[i]);
   }
   return { nRows: n, nCols: n, indptr, indices, data };
+}
+
+/**
+ * GPU twin of fuzzySimplicialSetCpu (kernels/connectivities.wgsl). On the device, one invocation
+ * per cell: rho, sigma's 64-step binary search and the k directed membership strengths, in f32
+ * (the CPU twin rounds to f32 at the same places, so only exp's last bits differ); row chunks
+ * sized to the binding limit. On the host: the global mean distance (float64, for the sigma floor
+ * of rows with rho = 0) and the fuzzy union A + Aᵀ − A∘Aᵀ, assembled by the same code as the CPU
+ * twin (sorted columns, float32 arithmetic), so the sparsity pattern is the CPU's wherever no
+ * weight underflows differently.
+ */
+export async function fuzzySimplicialSetGpu(gpu: Gpu, knn: Knn): Promise<Csr> {
+  return fuzzyUnion(knn, (await smoothKnnDistGpu(gpu, knn)).weights);
+}
+
+/** GPU twin of smoothKnnDistCpu, plus the directed membership strengths (n × k) of each kNN slot. */
+export async function smoothKnnDistGpu(gpu: Gpu, knn: Knn): Promise<{ sigmas: Float32Array; rhos: Float32Array; weights: Float32Array }> {
+  const { n, k, indices, distances } = knn;
+  const out = { sigmas: new Float32Array(n), rhos: new Float32Array(n), weights: new Float32Array(n * k) };
+  if (n === 0) return out;
+  const code = (await import("../../kernels/connectivities.wgsl")).default;
+  const pipeline = await gpu.pipeline(code, "smooth_knn");
+  let total = 0;
+  for (let t = 0; t < n * k; t++) total += distances[t];
+  const meanFloor = MIN_K_DIST_SCALE * (total / (n * k));
+  const rowsPerChunk = Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize) / (4 * k));
+  if (rowsPerChunk < 1) throw new Error(`smoothKnnDistGpu: a row of k=${k} does not fit one binding`);
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  for (let start = 0; start < n; start += rowsPerChunk) {
+    const rows = Math.min(rowsPerChunk, n - start);
+    const bufs = [
+      gpu.uniforms({ u32: [rows, start, k, 0], f32: [Math.log2(k), meanFloor, 0, 0] }),
+      gpu.upload(distances.subarray(start * k, (start + rows) * k), "conn.dist"),
+      gpu.upload(indices.subarray(start * k, (start + rows) * k), "conn.idx"),
+      gpu.createBuffer(rows * 4, usage, "conn.sigmas"),
+      gpu.createBuffer(rows * 4, usage, "conn.rhos"),
+      gpu.createBuffer(rows * k * 4, usage, "conn.weights"),
+    ];
+    try {
+      await gpu.run("smooth_knn", [{ pipeline, bindings: bufs, workgroups: Math.ceil(rows / 64) }]);
+      const [sg, rh, w] = await gpu.readbackAll([
+        { buffer: bufs[3], byteLength: rows * 4 },
+        { buffer: bufs[4], byteLength: rows * 4 },
+        { buffer: bufs[5], byteLength: rows * k * 4 },
+      ]);
+      out.sigmas.set(new Float32Array(sg), start);
+      out.rhos.set(new Float32Array(rh), start);
+      out.weights.set(new Float32Array(w), start * k);
+    } finally {
+      for (const b of bufs) b.destroy();
+    }
+  }
+  return out;
 }

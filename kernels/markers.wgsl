@@ -4,29 +4,34 @@
 // (key = bits + 2^31 for v ≥ 0, 2^32 − 1 − bits for v < 0). segStart[j]..segStart[j+1] is gene j's
 // segment, groupStart[j·G + g].. its group-g part.
 //
-// merge_pass — Bindings: 0 uniform {n, width}; 1 src: array<u32>; 2 dst: array<u32> out;
-//   3 geneOf: array<u32> (chunk-local gene of each position); 4 segStart: array<u32>.
-//   Workgroup 64, one invocation = one element. One step of a segmented, stable bottom-up merge
-//   sort: within its gene segment an element of run r (runs of `width` from the segment start)
-//   finds its place in the partner run r^1 by binary search (left runs count partner keys < key,
-//   right runs keys ≤ key) and writes itself at run-pair start + own offset + that count. Every
-//   position is written exactly once; integer-only, so deterministic. ⌈log2(longest segment)⌉
-//   passes sort every segment.
+// run_sort / merge_pass — Bindings: 0 uniform {n, width}; 1 src: array<u32>; 2 dst: array<u32>
+//   out; 3 geneOf: array<u32> (chunk-local gene of each position); 4 segStart: array<u32>.
+//   run_sort: workgroup 64, one invocation = one element; sorts runs of K = 16 keys (from each
+//   segment start): an element's place = the run's keys below it, equal keys before it counted.
+//   Workgroup 64, one invocation = K = 16 consecutive output positions. One step of a segmented
+//   bottom-up merge sort: within each gene segment, runs of `width` keys (from the segment start)
+//   are merged pairwise. For its first output the invocation finds the co-rank in the run pair
+//   (merge path: binary search for how many of the first d outputs come from the left run, left
+//   first on ties), then merges sequentially; at a pair's or segment's end it starts over for the
+//   next. Every position is written exactly once; integer-only, so deterministic.
+//   After run_sort, passes with width 16, 32, … up to the longest segment sort every segment.
 //
 // group_stats — Bindings: 0 uniform {nPairs, nGroups, nCells, ranks (0/1), toFixed: f32};
 //   1 orig: array<u32>; 2 sorted: array<u32>; 3 segStart; 4 groupStart: array<u32>;
-//   5 rankSum, 6 sum, 7 sumSq: array<vec2u> out (per gene × group).
-//   Workgroup 64, one invocation = one (gene, group) pair, walking its nonzeros in layout order
-//   (fixed order, no atomics). Doubled average-tie rank of a nonzero = lo + hi + 1 (+ 2·zeros for
-//   v > 0, the zero block sits below the positives), lo/hi = its tie block's bounds in the sorted
-//   segment (binary searches), summed exactly as u64 (hi, lo). sum and sumSq are 64-bit
+//   5 rankSum, 6 sum, 7 sumSq: array<vec2u> out (per gene × group); 8 rankAt: array<u32> (tie_sums'
+//   doubled ranks). Workgroup 64, one invocation = one (gene, group) pair, walking its nonzeros in
+//   layout order (fixed order, no atomics). A nonzero's doubled rank is rankAt at the start of its
+//   tie block in the sorted segment (a binary search), summed exactly as u64 (hi, lo). sum and sumSq are 64-bit
 //   two's-complement fixed point (hi, lo) with F fractional bits (toFixed = 2^(F−32)); v² is added
 //   as vh² + 2·vh·vl + vl² with v = vh + vl split at 12 mantissa bits, each product exact in f32,
 //   so both sums are exact up to the 2^−F truncation of each term.
 //
-// tie_sums — Bindings: 0 uniform {nGenes}; 2 sorted; 3 segStart; 5 tie: array<vec2u> out (u64
-//   Σ(t³ − t) over the gene's nonzero tie blocks), 6 nNeg: array<u32> out (negative nonzeros).
-//   Workgroup 64, one invocation = one gene, walking its sorted segment in order.
+// tie_sums — Bindings: 0 uniform {nGenes, nCells}; 2 sorted; 3 segStart; 5 tie: array<vec2u> out
+//   (u64 Σ(t³ − t) over the gene's nonzero tie blocks), 6 nNeg: array<u32> out (negative
+//   nonzeros), 7 rankAt: array<u32> out (per sorted position: doubled average-tie rank among all
+//   tested cells = lo + hi + 1 for the tie block [lo, hi) of the segment, + 2·zeros for v > 0: the
+//   zero block sits between negatives and positives). Workgroup 64, one invocation = one gene,
+//   walking its sorted segment in order. Runs before group_stats.
 //
 // Linear workgroup index = wid.x + wid.y · nwg.x (2-D grids past 65535 workgroups).
 
@@ -39,38 +44,71 @@ struct MergeParams { n: u32, width: u32, p2: u32, p3: u32 }
 @group(0) @binding(3) var<storage, read> geneOf: array<u32>;
 @group(0) @binding(4) var<storage, read> mSeg: array<u32>;
 
+// Outputs per merge_pass invocation; also the length of the runs that run_sort sorts.
+const K: u32 = 16u;
+
 @compute @workgroup_size(64)
-fn merge_pass(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-              @builtin(local_invocation_index) lid: u32) {
+fn run_sort(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_index) lid: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + lid;
   if (i >= MP.n) { return; }
   let gene = geneOf[i];
   let s = mSeg[gene];
   let e = mSeg[gene + 1u];
-  let w = MP.width;
-  let rel = i - s;
-  let run = rel / w;
-  let partner = run ^ 1u;
+  let runStart = s + ((i - s) / K) * K;
+  let runEnd = min(runStart + K, e);
   let key = mSrc[i];
-  let pStart = s + partner * w;
-  if (pStart >= e) {
-    mDst[i] = key;
-    return;
+  var pos = 0u;
+  for (var q = runStart; q < runEnd; q++) {
+    let kq = mSrc[q];
+    pos += select(0u, 1u, kq < key || (kq == key && q < i));
   }
-  var lo = pStart;
-  var hi = min(pStart + w, e);
-  if ((run & 1u) == 0u) {
+  mDst[runStart + pos] = key;
+}
+
+@compute @workgroup_size(64)
+fn merge_pass(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) lid: u32) {
+  var p = ((wid.x + wid.y * nwg.x) * 64u + lid) * K;
+  let pEnd = min(p + K, MP.n);
+  let w = MP.width;
+  while (p < pEnd) {
+    // The run pair (A, B) holding output position p, within p's gene segment.
+    let gene = geneOf[p];
+    let s = mSeg[gene];
+    let e = mSeg[gene + 1u];
+    let pairStart = s + ((p - s) / (2u * w)) * (2u * w);
+    let aEnd = min(pairStart + w, e);
+    let bEnd = min(aEnd + w, e);
+    let lenA = aEnd - pairStart;
+    let lenB = bEnd - aEnd;
+    let d = p - pairStart;
+    // Co-rank: the number of A elements among the pair's first d outputs (A first on ties).
+    var lo = select(0u, d - lenB, d > lenB);
+    var hi = min(d, lenA);
     while (lo < hi) {
       let mid = (lo + hi) / 2u;
-      if (mSrc[mid] < key) { lo = mid + 1u; } else { hi = mid; }
+      if (mSrc[pairStart + mid] <= mSrc[aEnd + d - mid - 1u]) { lo = mid + 1u; } else { hi = mid; }
     }
-  } else {
-    while (lo < hi) {
-      let mid = (lo + hi) / 2u;
-      if (mSrc[mid] <= key) { lo = mid + 1u; } else { hi = mid; }
+    var i = pairStart + lo;
+    var j = aEnd + d - lo;
+    var va = 0u;
+    var vb = 0u;
+    if (i < aEnd) { va = mSrc[i]; }
+    if (j < bEnd) { vb = mSrc[j]; }
+    let stop = min(pEnd, bEnd);
+    for (; p < stop; p++) {
+      if (i < aEnd && (j >= bEnd || va <= vb)) {
+        mDst[p] = va;
+        i++;
+        if (i < aEnd) { va = mSrc[i]; }
+      } else {
+        mDst[p] = vb;
+        j++;
+        if (j < bEnd) { vb = mSrc[j]; }
+      }
     }
   }
-  mDst[s + min(run, partner) * w + (rel - run * w) + (lo - pStart)] = key;
 }
 
 struct StatParams { nPairs: u32, nGroups: u32, nCells: u32, ranks: u32, toFixed: f32, p5: u32, p6: u32, p7: u32 }
@@ -82,6 +120,7 @@ struct StatParams { nPairs: u32, nGroups: u32, nCells: u32, ranks: u32, toFixed:
 @group(0) @binding(5) var<storage, read_write> rankSum: array<vec2u>;
 @group(0) @binding(6) var<storage, read_write> sumOut: array<vec2u>;
 @group(0) @binding(7) var<storage, read_write> sumSqOut: array<vec2u>;
+@group(0) @binding(8) var<storage, read> rankAt: array<u32>;
 
 fn keyToValue(key: u32) -> f32 {
   return bitcast<f32>(select(0xffffffffu - key, key - POS, key >= POS));
@@ -109,7 +148,6 @@ fn group_stats(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let gene = p / SP.nGroups;
   let s = segStart[gene];
   let e = segStart[gene + 1u];
-  let zeros2 = 2u * (SP.nCells - (e - s));
   let scale = SP.toFixed;
   var r = vec2u(0u, 0u);
   var sm = vec2u(0u, 0u);
@@ -130,13 +168,7 @@ fn group_stats(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
         let mid = (lo + hi) / 2u;
         if (sorted[mid] < key) { lo = mid + 1u; } else { hi = mid; }
       }
-      let first = lo;
-      hi = e;
-      while (lo < hi) {
-        let mid = (lo + hi) / 2u;
-        if (sorted[mid] <= key) { lo = mid + 1u; } else { hi = mid; }
-      }
-      r = addU64(r, (first - s) + (lo - s) + 1u + select(0u, zeros2, key >= POS));
+      r = addU64(r, rankAt[lo]);
     }
   }
   rankSum[p] = r;
@@ -144,10 +176,11 @@ fn group_stats(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   sumSqOut[p] = sq;
 }
 
-struct TieParams { nGenes: u32, p1: u32, p2: u32, p3: u32 }
+struct TieParams { nGenes: u32, nCells: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<uniform> TP: TieParams;
 @group(0) @binding(5) var<storage, read_write> tieOut: array<vec2u>;
 @group(0) @binding(6) var<storage, read_write> nNegOut: array<u32>;
+@group(0) @binding(7) var<storage, read_write> rankOut: array<u32>;
 
 // a · b as a u64 (hi, lo), from 16-bit halves.
 fn mulWide(a: u32, b: u32) -> vec2u {
@@ -175,6 +208,7 @@ fn tie_sums(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   if (j >= TP.nGenes) { return; }
   let s = segStart[j];
   let e = segStart[j + 1u];
+  let zeros2 = 2u * (TP.nCells - (e - s));
   var acc = vec2u(0u, 0u);
   var neg = 0u;
   var i = s;
@@ -184,6 +218,8 @@ fn tie_sums(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
     while (b < e && sorted[b] == key) { b++; }
     let t = b - i;
     if (key < POS) { neg += t; }
+    let rank2 = (i - s) + (b - s) + 1u + select(0u, zeros2, key >= POS);
+    for (var q = i; q < b; q++) { rankOut[q] = rank2; }
     // t³ − t = (t − 1) · t · (t + 1): (t − 1) · t as u64, times (t + 1), modulo 2^64.
     let p = mulWide(t - 1u, t);
     let low = mulWide(p.y, t + 1u);

@@ -494,6 +494,8 @@ export function markersToUns(
 
 /** Most labelled nonzeros per gene chunk on the device (4 u32 buffers: 64 MiB). */
 const GPU_KEY_BUDGET = 1 << 22;
+/** Output positions per merge_pass invocation and run_sort's run length (K in kernels/markers.wgsl). */
+const MERGE_OUTPUTS = 16;
 
 /**
  * GPU twin of rankGenesGroupsCpu (kernels/markers.wgsl). The host lays out a chunk of genes'
@@ -559,8 +561,8 @@ export async function rankGenesGroupsGpu(
   const fromFixed = (hi: number, lo: number) => hi * 2 ** (32 - F) + lo * 2 ** -F;
 
   const code = (await import("../../kernels/markers.wgsl")).default;
-  const [mergePipe, statsPipe, tiePipe] = await Promise.all(
-    ["merge_pass", "group_stats", "tie_sums"].map((e) => gpu.pipeline(code, e)),
+  const [runPipe, mergePipe, statsPipe, tiePipe] = await Promise.all(
+    ["run_sort", "merge_pass", "group_stats", "tie_sums"].map((e) => gpu.pipeline(code, e)),
   );
   const limit = gpu.limits.maxStorageBufferBindingSize;
   const cap = Math.min(GPU_KEY_BUDGET, Math.floor(limit / 4));
@@ -629,19 +631,30 @@ export async function rankGenesGroupsGpu(
       if (ranks && maxSeg > 1) {
         const geneBuf = keep(gpu.upload(geneOf, "markers.geneOf"));
         const ping = [keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.sortA")), keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.sortB"))];
-        for (let w = 1, pass = 0; w < maxSeg; w *= 2, pass++) {
+        // Runs of MERGE_OUTPUTS sorted directly, then merged pairwise.
+        const params = keep(gpu.uniforms({ u32: [n, 0] }));
+        steps.push({ pipeline: runPipe, bindings: [params, sorted, ping[0], geneBuf, segBuf], workgroups: Math.ceil(n / 64) });
+        sorted = ping[0];
+        for (let w = MERGE_OUTPUTS, pass = 1; w < maxSeg; w *= 2, pass++) {
           const dst = ping[pass % 2];
           const params = keep(gpu.uniforms({ u32: [n, w] }));
-          steps.push({ pipeline: mergePipe, bindings: [params, sorted, dst, geneBuf, segBuf], workgroups: Math.ceil(n / 64) });
+          steps.push({ pipeline: mergePipe, bindings: [params, sorted, dst, geneBuf, segBuf], workgroups: Math.ceil(n / MERGE_OUTPUTS / 64) });
           sorted = dst;
         }
       }
-      const statParams = keep(gpu.uniforms({ u32: [pairs, nGroups, N, ranks ? 1 : 0], f32: [2 ** (F - 32)] }));
-      steps.push({ pipeline: statsPipe, bindings: [statParams, orig, sorted, segBuf, groupBuf, rankBuf, sumBuf, sqBuf], workgroups: Math.ceil(pairs / 64) });
+      // tie_sums also writes each sorted position's doubled rank, which group_stats sums.
+      let rankAt = orig;
       if (ranks) {
-        const tieParams = keep(gpu.uniforms({ u32: [genes] }));
-        steps.push({ pipeline: tiePipe, bindings: [tieParams, , sorted, segBuf, , tieBuf, negBuf], workgroups: Math.ceil(genes / 64) });
+        rankAt = keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.rankAt"));
+        const tieParams = keep(gpu.uniforms({ u32: [genes, N] }));
+        steps.push({ pipeline: tiePipe, bindings: [tieParams, , sorted, segBuf, , tieBuf, negBuf, rankAt], workgroups: Math.ceil(genes / 64) });
       }
+      const statParams = keep(gpu.uniforms({ u32: [pairs, nGroups, N, ranks ? 1 : 0], f32: [2 ** (F - 32)] }));
+      steps.push({
+        pipeline: statsPipe,
+        bindings: [statParams, orig, sorted, segBuf, groupBuf, rankBuf, sumBuf, sqBuf, rankAt],
+        workgroups: Math.ceil(pairs / 64),
+      });
       await gpu.run("markers", steps);
       const [rb, sb, qb, tb, nb] = await gpu.readbackAll([
         { buffer: rankBuf, byteLength: pairs * 8 },

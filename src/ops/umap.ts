@@ -26,6 +26,7 @@
 import type { Csr } from "../core/csr.js";
 import { Rng } from "../core/random.js";
 import { spectralLayoutCpu } from "./spectral.js";
+import { GpuError, type Gpu, type Step } from "../gpu/device.js";
 
 export interface UmapOptions {
   minDist: number;
@@ -109,20 +110,65 @@ export function findAbParams(spread: number, minDist: number): { a: number; b: n
   return { a, b };
 }
 
-/** UMAP embedding of `graph` (symmetric n × n connectivities): n × 2 row-major float32. */
-export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
+/** What both twins share before the epochs: pruned graph, a and b, initial layout, sampling rates. */
+export interface UmapSetup {
+  n: number;
+  nEpochs: number;
+  negativeRate: number;
+  initialAlpha: number;
+  a: number;
+  b: number;
+  /** Graph after pruning; its CSR order is the edge order (head = row, tail = column). */
+  pruned: Csr;
+  /** Initial coordinates, n × 2 row-major. */
+  emb: Float64Array;
+  /** umap's epochs_per_sample per edge of `pruned`. */
+  epochsPerSample: Float64Array;
+  /** Key of the negative-sample hash (see negativeBase), as a u32. */
+  seedKey: number;
+}
+
+/** find_ab_params, pruning, the initial layout and make_epochs_per_sample, as umapLayoutCpu uses them. */
+export function umapSetup(graph: Csr, opts: UmapOptions): UmapSetup {
   const dim = 2;
   const n = graph.nRows;
   const defaultEpochs = n <= 10000 ? 500 : 200;
   const nEpochs = opts.nEpochs ?? defaultEpochs;
-  const negativeRate = opts.negativeSampleRate ?? 5;
-  const initialAlpha = opts.learningRate ?? 1;
-  const gamma = 1;
   const { a, b } = findAbParams(opts.spread, opts.minDist);
   const rng = new Rng(opts.seed);
-
   const pruned = pruneGraph(graph, nEpochs > 10 ? nEpochs : defaultEpochs);
   const emb = initialLayout(pruned, dim, opts.init ?? "spectral", rng);
+  const nEdges = pruned.indptr[n];
+  let wMax = 0;
+  for (let e = 0; e < nEdges; e++) wMax = Math.max(wMax, pruned.data[e]);
+  // make_epochs_per_sample: n_epochs / (n_epochs · w / max w).
+  const epochsPerSample = new Float64Array(nEdges);
+  for (let e = 0; e < nEdges; e++) epochsPerSample[e] = nEpochs / (nEpochs * (pruned.data[e] / wMax));
+  return {
+    n,
+    nEpochs,
+    negativeRate: opts.negativeSampleRate ?? 5,
+    initialAlpha: opts.learningRate ?? 1,
+    a,
+    b,
+    pruned,
+    emb,
+    epochsPerSample,
+    seedKey: fmix((opts.seed >>> 0) ^ 0x9e3779b9) >>> 0,
+  };
+}
+
+/** Learning rate of each epoch: α at epoch 0, then α·(1 − (epoch − 1) / nEpochs), as the CPU loop updates it. */
+export function epochAlphas(s: UmapSetup): Float64Array {
+  const out = new Float64Array(s.nEpochs);
+  for (let epoch = 0; epoch < s.nEpochs; epoch++) out[epoch] = epoch === 0 ? s.initialAlpha : s.initialAlpha * (1 - (epoch - 1) / s.nEpochs);
+  return out;
+}
+
+/** UMAP embedding of `graph` (symmetric n × n connectivities): n × 2 row-major float32. */
+export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
+  const { n, nEpochs, negativeRate, initialAlpha, a, b, pruned, emb, epochsPerSample, seedKey } = umapSetup(graph, opts);
+  const gamma = 1;
   if (n === 0) return new Float32Array(0);
 
   // Edge arrays in CSR order: head = row, tail = column.
@@ -130,15 +176,9 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
   const head = new Uint32Array(nEdges);
   for (let r = 0; r < n; r++) head.fill(r, pruned.indptr[r], pruned.indptr[r + 1]);
   const tail = pruned.indices;
-  let wMax = 0;
-  for (let e = 0; e < nEdges; e++) wMax = Math.max(wMax, pruned.data[e]);
-  // make_epochs_per_sample: n_epochs / (n_epochs · w / max w).
-  const epochsPerSample = new Float64Array(nEdges);
-  for (let e = 0; e < nEdges; e++) epochsPerSample[e] = nEpochs / (nEpochs * (pruned.data[e] / wMax));
   const epochsPerNegative = Float64Array.from(epochsPerSample, (v) => v / negativeRate);
   const nextSample = Float64Array.from(epochsPerSample);
   const nextNegative = Float64Array.from(epochsPerNegative);
-  const seedKey = fmix((opts.seed >>> 0) ^ 0x9e3779b9);
   const toVertex = n / 4294967296;
   // x^b by table (see powTable), hoisted into locals for the hot loop.
   const { value: powValue, inverse: powInverse, c: powC } = powTable(b);
@@ -302,11 +342,11 @@ function clip(v: number): number {
  * Negative samples are a counter-based hash: draw p of edge e in epoch `epoch` is
  * fmix(fmix(fmix(seedKey ^ e) ^ epoch·φ) + (p + 1)·c), mapped to a vertex by multiply-and-floor.
  */
-function negativeBase(seedKey: number, e: number, epoch: number): number {
+export function negativeBase(seedKey: number, e: number, epoch: number): number {
   return fmix(fmix(seedKey ^ e) ^ Math.imul(epoch + 1, 0x9e3779b9));
 }
 
-function negativeDraw(base: number, p: number): number {
+export function negativeDraw(base: number, p: number): number {
   return fmix(base + Math.imul(p + 1, 0x85ebca6b));
 }
 
@@ -318,4 +358,88 @@ function fmix(h: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h;
+}
+
+const EPOCHS_PER_SUBMIT = 100;
+
+/**
+ * GPU twin of umapLayoutCpu (kernels/umap_sgd.wgsl). The host does what is small and shared with
+ * the CPU twin, by the same code (umapSetup: a, b, pruning, spectral or random init, sampling
+ * rates); the epochs run on the device, one dispatch per epoch with one invocation per vertex
+ * that gathers the steps of every edge touching it and the negative samples of its own edges
+ * (same hash, so the same sampled vertices as the CPU). Other vertices' positions are read from
+ * the epoch's starting snapshot (Jacobi across vertices, Gauss-Seidel within one; see the kernel
+ * header), so there are no races and the same input and seed give the same bytes. Float32
+ * coordinates and schedule (CPU: float64); compare layouts by trustworthiness, not coordinates.
+ */
+export async function umapLayoutGpu(gpu: Gpu, graph: Csr, opts: UmapOptions): Promise<Float32Array> {
+  const s = umapSetup(graph, opts);
+  const { n, nEpochs, pruned } = s;
+  if (n === 0) return new Float32Array(0);
+  const nEdges = pruned.indptr[n];
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  if (nEdges * 8 > limit || (3 * n + 2) * 4 > limit) {
+    throw new GpuError(`umap: ${nEdges} edges / ${n} vertices exceed one ${limit}-byte binding`);
+  }
+  // Row pointers, per-tail in-edge pointers, then the vertex of each invocation; in-edges are
+  // listed as (edge id, head) by ascending id.
+  const ptrs = new Uint32Array(3 * n + 2);
+  for (let r = 0; r <= n; r++) ptrs[r] = pruned.indptr[r];
+  const inPtr = ptrs.subarray(n + 1, 2 * n + 2);
+  for (let e = 0; e < nEdges; e++) inPtr[pruned.indices[e] + 1]++;
+  for (let r = 0; r < n; r++) inPtr[r + 1] += inPtr[r];
+  const fill = inPtr.slice(0, n);
+  const inList = new Uint32Array(2 * nEdges);
+  for (let r = 0; r < n; r++) {
+    for (let e = pruned.indptr[r]; e < pruned.indptr[r + 1]; e++) {
+      const q = fill[pruned.indices[e]]++;
+      inList[2 * q] = e;
+      inList[2 * q + 1] = r;
+    }
+  }
+  // Invocations take vertices in order of degree, so lanes run in lockstep have similar loop
+  // counts (a quarter less time on lavapipe); vertices are independent within an epoch, so the
+  // order does not change the result.
+  const degree = (v: number) => ptrs[v + 1] - ptrs[v] + inPtr[v + 1] - inPtr[v];
+  const order = Array.from({ length: n }, (_, v) => v).sort((u, v) => degree(u) - degree(v) || u - v);
+  ptrs.set(order, 2 * n + 2);
+  const rate = new Float32Array(2 * nEdges);
+  for (let e = 0; e < nEdges; e++) {
+    rate[2 * e] = s.epochsPerSample[e];
+    rate[2 * e + 1] = s.epochsPerSample[e] / s.negativeRate;
+  }
+
+  const code = (await import("../../kernels/umap_sgd.wgsl")).default;
+  const pipeline = await gpu.pipeline(code, "umap_epoch");
+  const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  const pos = [gpu.upload(Float32Array.from(s.emb), "umap.posA", rw), gpu.createBuffer(n * 8, rw, "umap.posB")];
+  const sched = [gpu.upload(rate, "umap.schedA"), gpu.createBuffer(nEdges * 8, GPUBufferUsage.STORAGE, "umap.schedB")];
+  const rateBuf = gpu.upload(rate, "umap.rate");
+  const ptrBuf = gpu.upload(ptrs, "umap.ptrs");
+  const tailBuf = gpu.upload(pruned.indices, "umap.tail");
+  const inBuf = gpu.upload(inList, "umap.inList");
+  const params = gpu.uniforms({ u32: [n, s.seedKey, 0, 0], f32: [s.a, s.b, 1, 0] }, "umap.params");
+  const alphas = epochAlphas(s);
+  const epochBufs: GPUBuffer[] = [];
+  try {
+    for (let epoch = 0; epoch < nEpochs; epoch++) epochBufs.push(gpu.uniforms({ u32: [epoch], f32: [alphas[epoch]] }, "umap.epoch"));
+    const workgroups = Math.ceil(n / 64);
+    // 100 epochs per submission: on lavapipe 1 or 10 per submission measured slower, all 500 in
+    // one no faster, and shorter submissions keep a hardware GPU's watchdog away on big graphs.
+    for (let start = 0; start < nEpochs; start += EPOCHS_PER_SUBMIT) {
+      const steps: Step[] = [];
+      for (let epoch = start; epoch < Math.min(nEpochs, start + EPOCHS_PER_SUBMIT); epoch++) {
+        const i = epoch % 2;
+        steps.push({
+          pipeline,
+          bindings: [params, epochBufs[epoch], pos[i], pos[1 - i], sched[i], sched[1 - i], rateBuf, ptrBuf, tailBuf, inBuf],
+          workgroups,
+        });
+      }
+      await gpu.run("umap_epoch", steps);
+    }
+    return new Float32Array(await gpu.readback(pos[nEpochs % 2], n * 8));
+  } finally {
+    for (const b of [...pos, ...sched, rateBuf, ptrBuf, tailBuf, inBuf, params, ...epochBufs]) b.destroy();
+  }
 }

@@ -191,16 +191,18 @@ function offer(bestD: Float64Array, bestI: Int32Array, o: number, m: number, s: 
 /** Reference rows per dispatch: bounds one dispatch's run time (lavapipe runs it on the CPU). */
 const GPU_REF_BLOCK = 8192;
 const GPU_KMAX = 64;
+/** Coordinates per point the kernel's private query copy holds (kernels/knn_topk.wgsl qv). */
+const GPU_DMAX = 256;
 
 /**
  * GPU twin of knnExactCpu (kernels/knn_topk.wgsl). The rows are cut into chunks that each fit one
  * storage binding (as queries, as references, and as the chunk's m = k − 1 top-list slots);
  * for each query chunk every reference chunk is scanned in blocks of GPU_REF_BLOCK rows, ascending,
  * each dispatch merging into the per-query lists kept on the device. Squared distances are f32
- * (Σ(x−y)² by fma, fixed order), so the neighbour sets agree with the float64 CPU twin except
+ * (Σ(x−y)² by vec4 fma, fixed order), so the neighbour sets agree with the float64 CPU twin except
  * where two distances are within f32 rounding; ties break by smaller index, self is first with
  * distance exactly 0, other distances are the f32 sqrt of the f32 squared distance.
- * Requires k ≤ 64.
+ * Requires k ≤ 64 and d ≤ 256 (the kernel's private copy of a query row).
  */
 export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: number, k: number): Promise<Knn> {
   if (!Number.isInteger(n) || !Number.isInteger(d) || !Number.isInteger(k) || n < 1 || d < 1) {
@@ -217,20 +219,23 @@ export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: 
   for (let i = 0; i < n; i++) indices[i * k] = i;
   if (m === 0) return { n, k, indices, distances };
 
-  const template = (await import("../../kernels/knn_topk.wgsl")).default;
-  const code = template.replace(/^const DIM: u32 = \d+u;$/m, `const DIM: u32 = ${d}u;`);
-  if (code === template && d !== 64) throw new Error("knn_topk.wgsl: DIM line not found");
+  const code = (await import("../../kernels/knn_topk.wgsl")).default;
   const pipeline = await gpu.pipeline(code, "knn_block");
 
   const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-  const rowsPerChunk = Math.floor(limit / (4 * Math.max(d, m)));
+  // Rows zero-padded to a multiple of 4 coordinates (vec4 loads; the zeros add exactly 0).
+  const d4 = Math.ceil(d / 4);
+  if (d4 > GPU_DMAX / 4) throw new RangeError(`knnExactGpu: d=${d} exceeds the GPU limit ${GPU_DMAX}`);
+  const padded = new Float32Array(n * d4 * 4);
+  for (let i = 0; i < n; i++) padded.set(points.subarray(i * d, (i + 1) * d), i * d4 * 4);
+  const rowsPerChunk = Math.floor(limit / (4 * Math.max(4 * d4, m)));
   if (rowsPerChunk < 1) throw new Error(`knnExactGpu: one row (d=${d}, k=${k}) does not fit a ${limit}-byte binding`);
   const chunks: { start: number; rows: number; buf: GPUBuffer }[] = [];
   const temp: GPUBuffer[] = [];
   try {
     for (let start = 0; start < n; start += rowsPerChunk) {
       const rows = Math.min(rowsPerChunk, n - start);
-      const buf = gpu.upload(points.subarray(start * d, (start + rows) * d), "knn.points");
+      const buf = gpu.upload(padded.subarray(start * d4 * 4, (start + rows) * d4 * 4), "knn.points");
       temp.push(buf);
       chunks.push({ start, rows, buf });
     }
@@ -243,7 +248,7 @@ export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: 
       let first = 1;
       for (const rc of chunks) {
         for (let r = 0; r < rc.rows; r += GPU_REF_BLOCK) {
-          const params = gpu.uniforms({ u32: [qc.rows, qc.start, r, Math.min(rc.rows, r + GPU_REF_BLOCK), rc.start, m, first, 0] });
+          const params = gpu.uniforms({ u32: [qc.rows, qc.start, r, Math.min(rc.rows, r + GPU_REF_BLOCK), rc.start, m, first, d4] });
           temp.push(params);
           first = 0;
           steps.push({ pipeline, bindings: [params, qc.buf, rc.buf, bestD, bestI], workgroups: Math.ceil(qc.rows / 64) });

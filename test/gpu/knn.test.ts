@@ -17,7 +17,7 @@ let gpu: Gpu;
 let small: Gpu;
 beforeAll(async () => {
   gpu = await testGpu({ poisonBuffers: true });
-  // 4 KiB bindings: at d = 8, k = 10 a chunk holds 128 rows, so 700 rows make 6 query × 6 ref chunks.
+  // 4 KiB bindings: at d = 8, k = 10 a chunk holds 113 rows, so 700 rows make 7 query × 7 ref chunks.
   small = await testGpu({ poisonBuffers: true, forceLimits: { maxStorageBufferBindingSize: 4096 } });
 });
 afterAll(() => {
@@ -58,6 +58,7 @@ describe("knnExactGpu on random gaussian inputs: same neighbour sets as knnExact
     [301, 50, 30],
     [257, 17, 64], // largest k
     [1500, 50, 15],
+    [90, 256, 10], // widest rows
   ];
   it.each(shapes)("n=%i d=%i k=%i", async (n, d, k) => {
     const x = gaussian(n, d, 1000 + n + d + k);
@@ -127,8 +128,9 @@ describe("knnExactGpu chunking and determinism", () => {
     expect(g.distances[10 * n + 1]).toBe(0);
   });
 
-  it("rejects k above 64 and bad shapes", async () => {
+  it("rejects k above 64, d above 256 and bad shapes", async () => {
     await expect(knnExactGpu(gpu, new Float32Array(100 * 2), 100, 2, 65)).rejects.toThrow(/64/);
+    await expect(knnExactGpu(gpu, new Float32Array(10 * 257), 10, 257, 5)).rejects.toThrow(/256/);
     await expect(knnExactGpu(gpu, new Float32Array(10), 5, 3, 2)).rejects.toThrow(/expected/);
   });
 });

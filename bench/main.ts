@@ -501,6 +501,53 @@ program
     console.log(`${p.geneIds.length} genes, ln library size ${p.libLogMean.toFixed(3)} ± ${p.libLogSd.toFixed(3)} → ${o.out}`);
   });
 program
+  .command("steps")
+  .description("normalize + HVG + PCA only, CPU vs WebGPU, on a 10x directory and simulated sizes (up to 1M cells)")
+  .option("--dir <dir>", "a 10x directory to time first (min_genes 200, min_cells 3)")
+  .option("--cells <list>", "simulated sizes, e.g. 200k,1M", "")
+  .option("--genes <n>", "genes in the simulated matrices", "4000")
+  .option("--hvgs <n>", "highly variable genes kept for PCA", "2000")
+  .option("--n-comps <n>", "principal components", "50")
+  .option("--backends <list>", "cpu,webgpu", "cpu,webgpu")
+  .option("--cpu-max-cells <n>", "skip the CPU baseline above this many cells", "200k")
+  .option("--no-ceiling", "skip the device ceiling measurement")
+  .option("--seed <n>", "seed", "1")
+  .option("--out <file>", "JSON result")
+  .action(async (o: { dir?: string; cells: string; genes: string; hvgs: string; nComps: string; backends: string; cpuMaxCells: string; ceiling: boolean; seed: string; out?: string }) => {
+    const { runSteps, stepsMarkdown } = await import("./steps.js");
+    const t0 = performance.now();
+    const backends = o.backends.split(",").filter(Boolean) as ("cpu" | "webgpu")[];
+    const r = await runSteps({
+      dir: o.dir,
+      sizes: o.cells.split(",").filter(Boolean).map(parseSize),
+      genes: Number(o.genes),
+      hvgs: Number(o.hvgs),
+      nComps: Number(o.nComps),
+      backends,
+      cpuMaxCells: parseSize(o.cpuMaxCells),
+      seed: Number(o.seed),
+      ceiling: o.ceiling,
+      log: (m) => process.stderr.write(m + "\n"),
+    });
+    const machine = { host: hostname(), cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, node: process.version };
+    const md = stepsMarkdown(r.rows);
+    process.stdout.write(md);
+    if (o.out) {
+      mkdirSync(dirname(o.out), { recursive: true });
+      writeFileSync(o.out, JSON.stringify({ date: new Date().toISOString(), machine, args: o, ...r, wallSeconds: (performance.now() - t0) / 1000, markdown: md }, null, 1) + "\n");
+      process.stderr.write(`wrote ${o.out}\n`);
+    }
+  });
+program
+  .command("adapter")
+  .description("print the WebGPU adapter (vendor, architecture, description, fallback flag) and limits as JSON")
+  .action(async () => {
+    const { acquireGpu } = await import("../src/gpu/device.js");
+    const gpu = await acquireGpu();
+    console.log(JSON.stringify({ info: gpu.info, limits: gpu.limits }));
+    gpu.destroy();
+  });
+program
   .command("child", { hidden: true })
   .requiredOption("--request <file>")
   .action(async (o: { request: string }) => {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Times cellgpu's WebGPU steps against the CPU on a real GPU (NVIDIA through Dawn's Vulkan
+# backend), offline, in under 8 minutes: checks the Vulkan loader and driver, builds, prints the
+# adapter, runs the GPU parity tests, then times normalize + HVG + PCA (bench/steps.ts) on pbmc3k
+# and on simulated 200k and 1M cells (4,000 genes, 2,000 HVGs), with the device ceiling (copy
+# GB/s, f32 matmul GFLOP/s). Installs nothing from the network.
+#
+#   bench/gpu-device.sh            full run (real GPU); results in $OUT, else bench/results
+#   bench/gpu-device.sh --small    dry run (any adapter, lavapipe included): pbmc3k and
+#                                  ceiling test only (a 2k-cell simulated size)
+#   bench/gpu-device.sh --pack     here, before a device run: writes .devpack/ (node.xz and a
+#                                  node_modules.tar.xz without other platforms' binaries and
+#                                  dev-only packages) small enough to carry (< 64 MiB with the tree)
+#
+# Needs: node ≥ 20 on PATH, or carried as .devpack/node (or .devpack/node.xz); node_modules
+# carried (webgpu, commander, h5wasm, apache-arrow; vitest for the parity stage, which is
+# skipped with a message when vitest is absent). If `ldconfig -p` has no libvulkan, the
+# carried .gl/*.deb (libvulkan1 …) are unpacked into / (see bench/README.md).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SMALL=0
+[ "${1:-}" = "--small" ] && SMALL=1
+if [ "${1:-}" = "--pack" ]; then
+  mkdir -p .devpack
+  grep -qx '/.devpack/' .git/info/exclude 2>/dev/null || echo '/.devpack/' >>.git/info/exclude
+  xz -T0 -6 -c "$(command -v node)" >.devpack/node.xz
+  tar -cJf .devpack/node_modules.tar.xz --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
+    --exclude='node_modules/webgpu/dist/linux-arm64' --exclude=node_modules/typescript --exclude=node_modules/scran.js \
+    --exclude=node_modules/@types --exclude='node_modules/.cache' node_modules
+  du -sh .devpack/*
+  exit 0
+fi
+OUTDIR="${OUT:-bench/results}"
+mkdir -p "$OUTDIR"
+STAMP="$(date -u +%Y-%m-%dT%H%M%SZ)"
+LOG="$OUTDIR/gpu-device-$STAMP.log"
+T0=$SECONDS
+say() { echo "[gpu-device +$((SECONDS - T0))s] $*" | tee -a "$LOG"; }
+# stage NAME SECONDS CMD…: runs CMD with a time limit, output to the log and the terminal.
+stage() {
+  local name=$1 limit=$2
+  shift 2
+  say "stage $name (limit ${limit}s): $*"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 124 ] && say "stage $name: TIMED OUT after ${limit}s"
+  [ "$rc" -ne 0 ] && say "stage $name: exit $rc"
+  return "$rc"
+}
+
+# --- Node: on PATH, else carried
+if ! command -v node >/dev/null 2>&1; then
+  if [ -f .devpack/node.xz ] && [ ! -x .devpack/node ]; then xz -dkc .devpack/node.xz >.devpack/node && chmod +x .devpack/node; fi
+  [ -x .devpack/node ] && export PATH="$PWD/.devpack:$PATH"
+fi
+if [ ! -d node_modules ] && [ -f .devpack/node_modules.tar.xz ]; then say "unpacking .devpack/node_modules.tar.xz"; tar -xJf .devpack/node_modules.tar.xz; fi
+command -v node >/dev/null 2>&1 || { say "no node on PATH and no .devpack/node: carry one (bench/README.md)"; exit 2; }
+say "node $(node --version) at $(command -v node); $(nproc) cores; $(uname -m)"
+[ -d node_modules/webgpu ] || { say "node_modules/webgpu missing: carry node_modules (bench/README.md)"; exit 2; }
+
+# --- Vulkan loader and driver (a real GPU machine may lack the loader; never touch lavapipe setups)
+if [ "$SMALL" = 0 ]; then
+  if ! ldconfig -p | grep -q libvulkan; then
+    if ls .gl/*.deb >/dev/null 2>&1; then
+      say "no libvulkan: unpacking carried .gl/*.deb"
+      for f in .gl/*.deb; do dpkg -x "$f" /; done
+      ldconfig
+    else
+      say "no libvulkan and no carried .gl/*.deb: Dawn will find no Vulkan adapter"
+    fi
+  fi
+  if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
+      if [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; break; fi
+    done
+    say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-<none found>}"
+  fi
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$LOG"
+fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+
+# --- build, adapter
+# stage limits sum to 470 s (8 minutes = 480 s)
+stage build 60 node esbuild.config.mjs || exit 3
+stage adapter 30 node dist/bench.js adapter || exit 4
+
+# --- parity tests on this adapter
+if [ -x node_modules/.bin/vitest ]; then
+  if [ "$SMALL" = 1 ]; then
+    stage parity 120 node_modules/.bin/vitest run test/gpu/ceiling.test.ts
+  else
+    stage parity 170 node_modules/.bin/vitest run test/gpu
+  fi
+  PARITY=$?
+else
+  say "stage parity: skipped (node_modules/.bin/vitest not carried)"
+  PARITY=skipped
+fi
+
+# --- timings: normalize + HVG + PCA, CPU vs WebGPU
+RESULT="$OUTDIR/gpu-steps-$STAMP.json"
+if [ "$SMALL" = 1 ]; then
+  stage steps 240 node --max-old-space-size=8192 dist/bench.js steps --dir datasets/pbmc3k --cells 2k --out "$RESULT"
+else
+  stage steps 210 node --max-old-space-size=65536 dist/bench.js steps --dir datasets/pbmc3k --cells 200k,1M --cpu-max-cells 200k --out "$RESULT"
+fi
+STEPS=$?
+say "done in $((SECONDS - T0)) s: parity $PARITY, steps exit $STEPS; results $RESULT, log $LOG"
+[ "$STEPS" = 0 ] && { [ "$PARITY" = 0 ] || [ "$PARITY" = skipped ]; }

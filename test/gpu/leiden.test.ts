@@ -13,7 +13,7 @@ import { adjustedRandIndex, modularity } from "../../src/metrics/index.js";
 import { leidenCpu, leidenGpu } from "../../src/ops/leiden.js";
 import { referenceGraph } from "../helpers/pipelineRef.js";
 import { readTsv, referenceDir } from "../helpers/reference.js";
-import { testGpu } from "./util.js";
+import { rng, testGpu } from "./util.js";
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -42,6 +42,11 @@ function symmetric(n: number, edges: [number, number, number?][]): Csr {
   return { nRows: n, nCols: n, indptr, indices: Uint32Array.from(indices), data: Float32Array.from(data) };
 }
 
+function median(x: number[]): number {
+  const s = [...x].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 function clique(nodes: number[]): [number, number][] {
   const e: [number, number][] = [];
   for (let a = 0; a < nodes.length; a++) for (let b = a + 1; b < nodes.length; b++) e.push([nodes[a], nodes[b]]);
@@ -68,6 +73,18 @@ describe("leidenGpu on graphs with known answers", () => {
     }
     expect(new Set(labels).size).toBe(8);
   });
+  it("planted partition (6 blocks of 40, p_in 0.3, p_out 0.01, random weights) is recovered exactly", async () => {
+    const r = rng(42);
+    const block = (v: number) => Math.floor(v / 40);
+    const edges: [number, number, number][] = [];
+    for (let a = 0; a < 240; a++) {
+      for (let b = a + 1; b < 240; b++) if (r() < (block(a) === block(b) ? 0.3 : 0.01)) edges.push([a, b, 0.2 + 0.8 * r()]);
+    }
+    const planted = Array.from({ length: 240 }, (_, v) => block(v));
+    for (const seed of [0, 5]) {
+      expect(adjustedRandIndex(await leidenGpu(gpu, symmetric(240, edges), { resolution: 1, seed }), planted)).toBe(1);
+    }
+  });
   it("isolated nodes stay singletons, numbered after larger communities", async () => {
     const g = symmetric(8, [...clique([1, 2, 3]), ...clique([5, 6, 7])]);
     expect(Array.from(await leidenGpu(gpu, g, { resolution: 1, seed: 0 }))).toEqual([2, 0, 0, 0, 3, 1, 1, 1]);
@@ -83,32 +100,41 @@ describe("leidenGpu vs leidenCpu and scanpy-like leidenalg on reference connecti
     ["pbmc3k", 0.65],
     ["kang2018_ctrl_5donors", 0.9],
   ] as const) {
-    it(`${ds}: Q within 1% of leidenCpu's and >= 99.5% of the reference's, ARI to leidenCpu >= ${ariBar}, same labels twice`, async () => {
+    it(`${ds}: Q within 1% of leidenCpu's and >= 99.5% of the reference's for each seed, median ARI to leidenCpu >= ${ariBar}, same labels twice`, async () => {
       const g = referenceGraph(ds);
       const ref = readTsv(join(referenceDir(ds, "scanpy_like"), "clusters.tsv.gz")).num("leiden");
       expect(ref.length).toBe(g.nRows);
-      const opts = { resolution: 1, seed: 0 };
       let t0 = performance.now();
-      const cpu = leidenCpu(g, opts);
+      const cpu = leidenCpu(g, { resolution: 1, seed: 0 });
       const cpuMs = performance.now() - t0;
-      t0 = performance.now();
-      const a = await leidenGpu(gpu, g, opts);
-      const gpuMs = performance.now() - t0;
-      const b = await leidenGpu(gpu, g, opts);
       const qCpu = modularity(g, cpu, 1);
-      const qGpu = modularity(g, a, 1);
       const qRef = modularity(g, ref, 1);
-      const ari = adjustedRandIndex(a, cpu);
+      const qs: number[] = [];
+      const aris: number[] = [];
+      const ms: number[] = [];
+      let first: Int32Array | undefined;
+      for (const seed of [0, 1, 2]) {
+        t0 = performance.now();
+        const labels = await leidenGpu(gpu, g, { resolution: 1, seed });
+        ms.push(performance.now() - t0);
+        qs.push(modularity(g, labels, 1));
+        aris.push(adjustedRandIndex(labels, cpu));
+        first ??= labels;
+      }
+      const again = await leidenGpu(gpu, g, { resolution: 1, seed: 0 });
       console.log(
-        `${ds} leiden: Q gpu ${qGpu.toFixed(5)} cpu ${qCpu.toFixed(5)} ref ${qRef.toFixed(5)}; ` +
-          `clusters gpu ${new Set(a).size} cpu ${new Set(cpu).size} ref ${new Set(ref).size}; ` +
-          `ARI gpu-cpu ${ari.toFixed(3)} gpu-ref ${adjustedRandIndex(a, ref).toFixed(3)} cpu-ref ${adjustedRandIndex(cpu, ref).toFixed(3)}; ` +
-          `ms cpu ${cpuMs.toFixed(0)} gpu ${gpuMs.toFixed(0)}`,
+        `${ds} leiden: Q ref ${qRef.toFixed(5)} cpu(seed 0) ${qCpu.toFixed(5)} gpu(seeds 0-2) ${qs.map((q) => q.toFixed(5)).join(" ")}; ` +
+          `ARI gpu-cpu ${aris.map((a) => a.toFixed(3)).join(" ")}; gpu(seed 0)-ref ${adjustedRandIndex(first!, ref).toFixed(3)} cpu-ref ${adjustedRandIndex(cpu, ref).toFixed(3)}; ` +
+          `clusters ref ${new Set(ref).size} cpu ${new Set(cpu).size} gpu ${new Set(first).size}; ms cpu ${cpuMs.toFixed(0)} gpu ${ms.map((x) => x.toFixed(0)).join(" ")}`,
       );
-      expect(Array.from(b)).toEqual(Array.from(a));
-      expect(Math.abs(qGpu - qCpu)).toBeLessThanOrEqual(0.01 * qCpu);
-      expect(qGpu).toBeGreaterThanOrEqual(0.995 * qRef);
-      expect(ari).toBeGreaterThanOrEqual(ariBar);
+      expect(Array.from(again)).toEqual(Array.from(first!));
+      for (const q of qs) {
+        expect(Math.abs(q - qCpu)).toBeLessThanOrEqual(0.01 * qCpu);
+        expect(q).toBeGreaterThanOrEqual(0.995 * qRef);
+      }
+      // leidenCpu's own seeds agree with its seed 0 at ARI 0.89-0.99 (kang) and 0.78-0.90 (pbmc3k),
+      // so one GPU seed can land below the bar by chance; the median over seeds is the stable measure.
+      expect(median(aris)).toBeGreaterThanOrEqual(ariBar);
     });
   }
 });

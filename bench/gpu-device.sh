@@ -6,15 +6,16 @@
 # GB/s, f32 matmul GFLOP/s). Installs nothing from the network.
 #
 #   bench/gpu-device.sh            full run (real GPU); results in $OUT, else bench/results
-#   bench/gpu-device.sh --small    dry run (any adapter, lavapipe included): pbmc3k and
-#                                  ceiling test only (a 2k-cell simulated size)
+#   bench/gpu-device.sh --small    dry run (any adapter, lavapipe included): pbmc3k and 2k
+#                                  simulated cells, only the ceiling parity test
 #   bench/gpu-device.sh --pack     here, before a device run: writes .devpack/ (node.xz and a
 #                                  node_modules.tar.xz without other platforms' binaries and
 #                                  dev-only packages) small enough to carry (< 64 MiB with the tree)
 #
 # Needs: node ≥ 20 on PATH, or carried as .devpack/node (or .devpack/node.xz); node_modules
-# carried (webgpu, commander, h5wasm, apache-arrow; vitest for the parity stage, which is
-# skipped with a message when vitest is absent). If `ldconfig -p` has no libvulkan, the
+# carried, or .devpack/node_modules.tar.xz (webgpu, commander, h5wasm, apache-arrow; vitest for
+# the parity stage, which is skipped with a message when vitest is absent); the reference
+# outputs the GPU tests read in ../shared or .devpack/shared. If `ldconfig -p` has no libvulkan, the
 # carried .gl/*.deb (libvulkan1 …) are unpacked into / (see bench/README.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,12 @@ if [ "${1:-}" = "--pack" ]; then
   tar -cJf .devpack/node_modules.tar.xz --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
     --exclude='node_modules/webgpu/dist/linux-arm64' --exclude=node_modules/typescript --exclude=node_modules/scran.js \
     --exclude=node_modules/@types --exclude='node_modules/.cache' node_modules
-  du -sh .devpack/*
+  # the reference outputs the GPU tests read (../shared does not travel)
+  SH="${CELLGPU_SHARED:-../shared}"
+  for d in reference/pbmc3k/scanpy_like reference/kang2018_ctrl_5donors/scanpy_like reference/pbmc_small_seurat datasets/pbmc_small_seurat; do
+    mkdir -p ".devpack/shared/$(dirname "$d")" && cp -r "$SH/$d" ".devpack/shared/$d"
+  done
+  du -sh .devpack/* && du -sh .devpack
   exit 0
 fi
 OUTDIR="${OUT:-bench/results}"
@@ -79,6 +85,10 @@ if [ "$SMALL" = 0 ]; then
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$LOG"
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+# the GPU tests read reference outputs from ../shared; on a device machine they come in .devpack
+if [ -z "${CELLGPU_SHARED:-}" ] && [ ! -d ../shared/reference ] && [ -d .devpack/shared/reference ]; then
+  export CELLGPU_SHARED="$PWD/.devpack/shared"
+fi
 
 # --- build, adapter
 # stage limits sum to 470 s (8 minutes = 480 s)
@@ -90,7 +100,7 @@ if [ -x node_modules/.bin/vitest ]; then
   if [ "$SMALL" = 1 ]; then
     stage parity 120 node_modules/.bin/vitest run test/gpu/ceiling.test.ts
   else
-    stage parity 170 node_modules/.bin/vitest run test/gpu
+    stage parity 150 node_modules/.bin/vitest run test/gpu
   fi
   PARITY=$?
 else
@@ -103,7 +113,7 @@ RESULT="$OUTDIR/gpu-steps-$STAMP.json"
 if [ "$SMALL" = 1 ]; then
   stage steps 240 node --max-old-space-size=8192 dist/bench.js steps --dir datasets/pbmc3k --cells 2k --out "$RESULT"
 else
-  stage steps 210 node --max-old-space-size=65536 dist/bench.js steps --dir datasets/pbmc3k --cells 200k,1M --cpu-max-cells 200k --out "$RESULT"
+  stage steps 230 node --max-old-space-size=65536 dist/bench.js steps --dir datasets/pbmc3k --cells 200k,1M --cpu-max-cells 200k --out "$RESULT"
 fi
 STEPS=$?
 say "done in $((SECONDS - T0)) s: parity $PARITY, steps exit $STEPS; results $RESULT, log $LOG"

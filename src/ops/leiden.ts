@@ -403,7 +403,7 @@ class GpuLocalMoving {
     private readonly n: number,
     private readonly choose: GPUComputePipeline,
     private readonly apply: GPUComputePipeline,
-    private readonly buffers: { indptr: GPUBuffer; indices: GPUBuffer; weights: GPUBuffer; kq: GPUBuffer; memb: GPUBuffer; target: GPUBuffer; comm: GPUBuffer; moves: GPUBuffer },
+    private readonly buffers: { indptr: GPUBuffer; indices: GPUBuffer; weights: GPUBuffer; kq: GPUBuffer; memb: GPUBuffer; choice: GPUBuffer; comm: GPUBuffer; moves: GPUBuffer },
     private readonly consts: { gamma: number; invTw: number; invS: number; seed: number },
   ) {}
 
@@ -427,7 +427,7 @@ class GpuLocalMoving {
       weights: gpu.upload(Float32Array.from(g.weights), "leiden.weights"),
       kq: gpu.upload(kq, "leiden.kq"),
       memb: gpu.createBuffer(4 * n, rw, "leiden.memb"),
-      target: gpu.createBuffer(4 * n, rw, "leiden.target"),
+      choice: gpu.createBuffer(4 * n, rw, "leiden.choice"),
       comm: gpu.createBuffer(12 * n, rw, "leiden.comm"),
       moves: gpu.createBuffer(4 * (LM_ROUNDS_PER_BATCH + 1), rw, "leiden.moves"),
     };
@@ -440,12 +440,12 @@ class GpuLocalMoving {
     const wg = Math.ceil(n / 64);
     // Int32 ids < n have the same bytes as u32.
     gpu.device.queue.writeBuffer(b.memb, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
-    gpu.device.queue.writeBuffer(b.target, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
+    gpu.device.queue.writeBuffer(b.choice, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
     let colours = LM_MANY_COLOURS;
     const params = (colour: number, round: number, slot: number) =>
       gpu.uniforms({ u32: [n, colour, colours, c.seed, round, slot, 0, 0], f32: [c.gamma, c.invTw, c.invS, 0] }, "leiden.params");
-    const applyStep = (p: GPUBuffer): Step => ({ pipeline: this.apply, bindings: [p, undefined, undefined, undefined, b.kq, b.memb, b.target, b.comm, b.moves], workgroups: wg });
-    // Strengths of the starting partition (target = memb: nothing moves).
+    const applyStep = (p: GPUBuffer): Step => ({ pipeline: this.apply, bindings: [p, undefined, undefined, undefined, b.kq, b.memb, b.choice, b.comm, b.moves], workgroups: wg });
+    // Strengths of the starting partition (choice = memb: nothing moves).
     const init = params(0, 0, LM_ROUNDS_PER_BATCH);
     try {
       await gpu.run("leiden.init", [{ clear: b.comm }, { clear: b.moves }, applyStep(init)]);
@@ -460,7 +460,7 @@ class GpuLocalMoving {
           const p = params(colour, this.rounds + r, r);
           uniforms.push(p);
           steps.push(
-            { pipeline: this.choose, bindings: [p, b.indptr, b.indices, b.weights, b.kq, b.memb, b.target, b.comm], workgroups: wg },
+            { pipeline: this.choose, bindings: [p, b.indptr, b.indices, b.weights, b.kq, b.memb, b.choice, b.comm], workgroups: wg },
             { clear: b.comm },
             applyStep(p),
           );

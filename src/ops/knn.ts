@@ -191,6 +191,8 @@ function offer(bestD: Float64Array, bestI: Int32Array, o: number, m: number, s: 
 /** Reference rows per dispatch: bounds one dispatch's run time (lavapipe runs it on the CPU). */
 const GPU_REF_BLOCK = 8192;
 const GPU_KMAX = 64;
+/** 64 invocations × 4 queries each (kernels/knn_topk.wgsl). */
+const GPU_QUERIES_PER_WORKGROUP = 256;
 /** Coordinates per point the kernel's private query copy holds (kernels/knn_topk.wgsl qv). */
 const GPU_DMAX = 256;
 
@@ -251,7 +253,7 @@ export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: 
           const params = gpu.uniforms({ u32: [qc.rows, qc.start, r, Math.min(rc.rows, r + GPU_REF_BLOCK), rc.start, m, first, d4] });
           temp.push(params);
           first = 0;
-          steps.push({ pipeline, bindings: [params, qc.buf, rc.buf, bestD, bestI], workgroups: Math.ceil(qc.rows / 64) });
+          steps.push({ pipeline, bindings: [params, qc.buf, rc.buf, bestD, bestI], workgroups: Math.ceil(qc.rows / GPU_QUERIES_PER_WORKGROUP) });
         }
       }
       await gpu.run("knn_block", steps);

@@ -7,8 +7,9 @@
  * as the constant c (c_j = clip(−μ_j/σ_j), the value of a zero entry) plus a sparse part S with
  * s_ij = clip((x_ij − μ_j)/σ_j) − c_j on the stored entries. Then m = c + colSums(S)/n and, with
  * d = c − m, Zc = S + 1dᵀ, so ZcᵀZc = SᵀS + (Sᵀ1)dᵀ + d(1ᵀS) + n·ddᵀ = SᵀS − n·ddᵀ
- * (because Sᵀ1 = −n·d). SᵀS is accumulated row by row from each row's stored entries, upper
- * triangle, float64, in row order (deterministic), then mirrored.
+ * (because Sᵀ1 = −n·d). SᵀS's upper triangle is built one Gram row at a time (Gustavson, over
+ * a by-feature index of the stored entries), float64, each entry summed in cell order
+ * (deterministic), then mirrored.
  * maxValue undefined = no clipping (scale(max_value=None)).
  */
 import type { Csr } from "../core/csr.js";
@@ -52,32 +53,57 @@ export function scaledGramCpu(
   const c = zeroScaled(mean, std, maxValue);
   const colMean = scaledColMeans(X, mean, std, c, maxValue);
   const gram = new Float64Array(p * p);
-  let maxRow = 0;
-  for (let r = 0; r < n; r++) maxRow = Math.max(maxRow, X.indptr[r + 1] - X.indptr[r]);
-  const sv = new Float64Array(maxRow);
-  const sj = new Uint32Array(maxRow);
+  const nnz = X.indptr[n];
+  const ip = Int32Array.from(X.indptr);
+  const idx = X.indices;
+  const s = new Float64Array(nnz);
+  for (let t = 0; t < nnz; t++) {
+    const j = idx[t];
+    s[t] = clipValue((X.data[t] - mean[j]) / std[j], maxValue) - c[j];
+  }
+  // Gustavson by Gram row: row j sums, over the cells expressing j (increasing), s_rj times the
+  // rest of that cell's row (indices ≥ j, as they are sorted) into a p-length accumulator that
+  // stays in L1. Each entry (j, k) is summed over cells in row order, as a cell-by-cell
+  // accumulation would; only the memory traffic differs (the whole p×p matrix per cell).
+  const ptr = new Int32Array(p + 1);
+  for (let t = 0; t < nnz; t++) ptr[idx[t] + 1]++;
+  for (let j = 0; j < p; j++) ptr[j + 1] += ptr[j];
+  const next = ptr.slice(0, p);
+  const at = new Int32Array(nnz); // CSR position of each entry, grouped by feature
+  const end = new Int32Array(nnz); // end of that entry's CSR row
   for (let r = 0; r < n; r++) {
-    const a0 = X.indptr[r];
-    const len = X.indptr[r + 1] - a0;
-    for (let t = 0; t < len; t++) {
-      const j = X.indices[a0 + t];
-      sj[t] = j;
-      sv[t] = clipValue((X.data[a0 + t] - mean[j]) / std[j], maxValue) - c[j];
-    }
-    // Indices are increasing within a row, so (sj[a], sj[b≥a]) lies in the upper triangle.
-    for (let a = 0; a < len; a++) {
-      const va = sv[a];
-      if (va === 0) continue;
-      const o = sj[a] * p;
-      for (let b = a; b < len; b++) gram[o + sj[b]] += va * sv[b];
+    for (let t = ip[r], e = ip[r + 1]; t < e; t++) {
+      const o = next[idx[t]]++;
+      at[o] = t;
+      end[o] = e;
     }
   }
+  const acc = new Float64Array(p);
+  for (let j = 0; j < p; j++) {
+    for (let q = ptr[j], qe = ptr[j + 1]; q < qe; q++) {
+      const t0 = at[q];
+      const va = s[t0];
+      if (va === 0) continue;
+      for (let t = t0, e = end[q]; t < e; t++) acc[idx[t]] += va * s[t];
+    }
+    const o = j * p;
+    for (let k = j; k < p; k++) {
+      gram[o + k] = acc[k];
+      acc[k] = 0;
+    }
+  }
+  const d = Float64Array.from(c, (cj, j) => cj - colMean[j]);
   for (let i = 0; i < p; i++) {
-    const di = c[i] - colMean[i];
-    for (let j = i; j < p; j++) {
-      const v = gram[i * p + j] - n * di * (c[j] - colMean[j]);
-      gram[i * p + j] = v;
-      gram[j * p + i] = v;
+    const di = n * d[i];
+    const o = i * p;
+    for (let j = i; j < p; j++) gram[o + j] -= di * d[j];
+  }
+  // Mirror the upper triangle in 64×64 tiles (a plain column walk misses the cache on every write).
+  for (let i0 = 0; i0 < p; i0 += 64) {
+    for (let j0 = i0; j0 < p; j0 += 64) {
+      for (let i = i0, ie = Math.min(i0 + 64, p); i < ie; i++) {
+        for (let j = Math.max(j0, i + 1), je = Math.min(j0 + 64, p); j < je; j++) gram[j * p + i] = gram[i * p + j];
+      }
     }
   }
   return { gram, colMean, c };

@@ -10,14 +10,14 @@ import { subsetCols, subsetRows } from "../core/csr.js";
 import { fuzzySimplicialSetCpu, knnDistancesCsr, snnGraphCpu } from "../ops/connectivities.js";
 import { highlyVariableGenesCpu, highlyVariableGenesGpu } from "../ops/hvg.js";
 import { knnExactCpu, type Knn } from "../ops/knn.js";
-import { leidenCpu } from "../ops/leiden.js";
+import { leidenCpu, leidenGpu } from "../ops/leiden.js";
 import { louvainCpu } from "../ops/louvain.js";
-import { markersToUns, rankGenesGroupsCpu } from "../ops/markers.js";
+import { markersToUns, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
 import { normalizeTotalLog1pCpu, normalizeTotalLog1pGpu } from "../ops/normalize.js";
 import { pcaCpu, pcaGpu } from "../ops/pca.js";
 import { cellQcCpu, cellQcGpu, cellsPerGeneCpu, mitoMask, type CellQc } from "../ops/qc.js";
 import { GpuLostError, type Gpu } from "../gpu/device.js";
-import { findAbParams, umapLayoutCpu } from "../ops/umap.js";
+import { findAbParams, umapLayoutCpu, umapLayoutGpu } from "../ops/umap.js";
 import { contentHash, stepKey, type StepCache } from "./cache.js";
 import type { AnalyzeParams } from "./params.js";
 import type { AnalysisResult, UnsValue } from "./result.js";
@@ -283,15 +283,22 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     return { connectivities: conn, distances: knnDistancesCsr(knn), clusterGraph: graph };
   });
 
-  const clusters = await step(p.clustering, clusterKey, () =>
-    p.clustering === "leiden"
-      ? leidenCpu(clusterGraph, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts })
-      : louvainCpu(clusterGraph, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts }),
+  const clusterOpts = { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts };
+  const clusters = await step(
+    p.clustering,
+    clusterKey,
+    () => (p.clustering === "leiden" ? leidenCpu(clusterGraph, clusterOpts) : louvainCpu(clusterGraph, clusterOpts)),
+    // Louvain (Seurat's) has no GPU twin yet.
+    p.clustering === "leiden" ? (g) => leidenGpu(g, clusterGraph, clusterOpts) : undefined,
   );
   const { column: clusterColumn, names: clusterNames } = categoryColumn(clusters);
 
-  const umap = await step("umap", umapKey, () =>
-    umapLayoutCpu(connectivities, { minDist: p.minDist, spread: p.spread, seed: p.seed }),
+  const umapOpts = { minDist: p.minDist, spread: p.spread, seed: p.seed };
+  const umap = await step(
+    "umap",
+    umapKey,
+    () => umapLayoutCpu(connectivities, umapOpts),
+    (g) => umapLayoutGpu(g, connectivities, umapOpts),
   );
 
   // Markers: the user's grouping when given, else the clusters.
@@ -313,8 +320,12 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     { method: p.markerMethod, tieCorrect: p.tieCorrect, groupby, groups: hooks.groups ? [...hooks.groups.entries()] : null },
     [normKey, hooks.groups ? qcKey : clusterKey],
   );
-  const markers = await step("rank_genes_groups", markersKey, () =>
-    rankGenesGroupsCpu(logNorm, groupLabels, groupNames, { method: p.markerMethod, tieCorrect: p.tieCorrect }),
+  const markerOpts = { method: p.markerMethod, tieCorrect: p.tieCorrect };
+  const markers = await step(
+    "rank_genes_groups",
+    markersKey,
+    () => rankGenesGroupsCpu(logNorm, groupLabels, groupNames, markerOpts),
+    (g) => rankGenesGroupsGpu(g, logNorm, groupLabels, groupNames, markerOpts),
   );
 
   // --- Assemble AnnData.

@@ -304,3 +304,102 @@ export async function smoothKnnDistGpu(gpu: Gpu, knn: Knn): Promise<{ sigmas: Fl
   }
   return out;
 }
+
+/**
+ * GPU twin of snnGraphCpu (kernels/snn.wgsl). On the device: for every row, the rows sharing a kNN
+ * member and the shared counts S (integer merges of sorted kNN sets, each pair once), in a count
+ * pass and a write pass over row chunks sized to the binding limit. On the host: sorted kNN sets
+ * and reverse lists (O(n·k)), then per row the columns sorted and Seurat's weight S/(2k − S) in
+ * double with the same prune test as the CPU twin — so the result is identical to snnGraphCpu.
+ * Needs distinct, non-negative neighbour indices per row, and n·k indices in one binding.
+ */
+export async function snnGraphGpu(gpu: Gpu, knn: Knn, prune: number): Promise<Csr> {
+  const { n, k, indices } = knn;
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  if (n * k * 4 > limit) throw new Error(`snnGraphGpu: ${n} × ${k} neighbour indices exceed one ${limit}-byte binding`);
+  const nbr = new Uint32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    const row = nbr.subarray(i * k, (i + 1) * k);
+    for (let j = 0; j < k; j++) {
+      const c = indices[i * k + j];
+      if (c < 0 || c >= n) throw new RangeError(`snnGraphGpu: row ${i} has neighbour index ${c}`);
+      row[j] = c;
+    }
+    row.sort();
+    for (let j = 1; j < k; j++) if (row[j] === row[j - 1]) throw new RangeError(`snnGraphGpu: row ${i} lists ${row[j]} twice`);
+  }
+  const revPtr = new Uint32Array(n + 1);
+  for (let t = 0; t < n * k; t++) revPtr[nbr[t] + 1]++;
+  for (let m = 0; m < n; m++) revPtr[m + 1] += revPtr[m];
+  const fill = revPtr.slice(0, n);
+  const rev = new Uint32Array(n * k);
+  for (let i = 0; i < n; i++) for (let j = 0; j < k; j++) rev[fill[nbr[i * k + j]]++] = i;
+
+  const code = (await import("../../kernels/snn.wgsl")).default;
+  const [countPipe, writePipe] = await Promise.all([gpu.pipeline(code, "snn_count"), gpu.pipeline(code, "snn_write")]);
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  const temp = [gpu.upload(nbr, "snn.nbr"), gpu.upload(revPtr, "snn.revPtr"), gpu.upload(rev, "snn.rev")];
+  const [nbrBuf, revPtrBuf, revBuf] = temp;
+  const maxWords = Math.floor(limit / 4);
+  const counts = new Uint32Array(n);
+  const indptr = new Float64Array(n + 1);
+  const cols: number[] = [];
+  const vals: number[] = [];
+  try {
+    for (let start = 0; start < n; start += maxWords) {
+      const rows = Math.min(maxWords, n - start);
+      const params = gpu.uniforms({ u32: [rows, start, k, 0] });
+      const out = gpu.createBuffer(rows * 4, usage, "snn.counts");
+      temp.push(params, out);
+      await gpu.run("snn_count", [
+        { pipeline: countPipe, bindings: [params, nbrBuf, revPtrBuf, revBuf, undefined, out], workgroups: Math.ceil(rows / 64) },
+      ]);
+      counts.set(new Uint32Array(await gpu.readback(out, rows * 4)), start);
+    }
+    let start = 0;
+    while (start < n) {
+      // Rows whose entries (and row offsets) fit one binding.
+      let end = start;
+      let total = 0;
+      while (end < n && end - start < maxWords - 1 && total + counts[end] <= maxWords) total += counts[end++];
+      if (end === start) throw new Error(`snnGraphGpu: row ${start} has ${counts[start]} entries, more than one binding holds`);
+      const rowOff = new Uint32Array(end - start + 1);
+      for (let r = start; r < end; r++) rowOff[r - start + 1] = rowOff[r - start] + counts[r];
+      const params = gpu.uniforms({ u32: [end - start, start, k, 0] });
+      const offBuf = gpu.upload(rowOff, "snn.rowOff");
+      const colBuf = gpu.createBuffer(total * 4, usage, "snn.col");
+      const sBuf = gpu.createBuffer(total * 4, usage, "snn.s");
+      temp.push(params, offBuf, colBuf, sBuf);
+      await gpu.run("snn_write", [
+        {
+          pipeline: writePipe,
+          bindings: [params, nbrBuf, revPtrBuf, revBuf, offBuf, undefined, colBuf, sBuf],
+          workgroups: Math.ceil((end - start) / 64),
+        },
+      ]);
+      const [cb, sb] = await gpu.readbackAll([
+        { buffer: colBuf, byteLength: total * 4 },
+        { buffer: sBuf, byteLength: total * 4 },
+      ]);
+      const col = new Uint32Array(cb);
+      const sv = new Uint32Array(sb);
+      for (let r = start; r < end; r++) {
+        const a = rowOff[r - start];
+        const order = Array.from({ length: counts[r] }, (_, t) => a + t).sort((x, y) => col[x] - col[y]);
+        for (const e of order) {
+          const s = sv[e];
+          const w = s / (k + (k - s)); // Seurat's expression, in double, as snnGraphCpu
+          if (w >= prune) {
+            cols.push(col[e]);
+            vals.push(w);
+          }
+        }
+        indptr[r + 1] = cols.length;
+      }
+      start = end;
+    }
+  } finally {
+    for (const b of temp) b.destroy();
+  }
+  return { nRows: n, nCols: n, indptr, indices: Uint32Array.from(cols), data: Float32Array.from(vals) };
+}

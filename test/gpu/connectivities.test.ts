@@ -3,12 +3,20 @@
  * here): kNN lists of random points (several shapes, k = n, n = 1, duplicates so rho = 0 and the
  * global sigma floor is used, missing neighbours marked −1), many row chunks through a forced small
  * binding limit, poisoned device buffers, byte-identical reruns, and scanpy's pbmc3k kNN lists.
- * Weights within 1e-4 with exactly the CPU's sparsity pattern. Timings are printed, never asserted.
+ * Weights within 1e-4 with exactly the CPU's sparsity pattern; the SNN graph identical to the CPU's.
+ * Timings are printed, never asserted.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Csr } from "../../src/core/csr.js";
 import type { Gpu } from "../../src/gpu/device.js";
-import { fuzzySimplicialSetCpu, fuzzySimplicialSetGpu, smoothKnnDistCpu, smoothKnnDistGpu } from "../../src/ops/connectivities.js";
+import {
+  fuzzySimplicialSetCpu,
+  fuzzySimplicialSetGpu,
+  smoothKnnDistCpu,
+  smoothKnnDistGpu,
+  snnGraphCpu,
+  snnGraphGpu,
+} from "../../src/ops/connectivities.js";
 import { type Knn, knnExactCpu } from "../../src/ops/knn.js";
 import { haveShared, readMatrix, referenceDir } from "../helpers/reference.js";
 import { bytesEqual, maxRelErr, rng, testGpu } from "./util.js";
@@ -82,6 +90,39 @@ describe("fuzzySimplicialSetGpu vs fuzzySimplicialSetCpu", () => {
   });
 });
 
+function expectIdentical(g: Csr, c: Csr): void {
+  expect(g.nRows).toBe(c.nRows);
+  expect(Array.from(g.indptr)).toEqual(Array.from(c.indptr));
+  expect(Array.from(g.indices)).toEqual(Array.from(c.indices));
+  expect(bytesEqual(g.data, c.data)).toBe(true);
+}
+
+describe("snnGraphGpu vs snnGraphCpu: identical graphs", () => {
+  const cases: [string, () => Knn][] = [
+    ["n = 1, k = 1", () => randomKnn(1, 3, 1, 11)],
+    ["k = n = 9", () => randomKnn(9, 4, 9, 12)],
+    ["130 x 7, k = 15", () => randomKnn(130, 7, 15, 13)],
+    ["800 x 10, k = 20", () => randomKnn(800, 10, 20, 14)],
+    ["300 x 5, k = 15, duplicates", () => randomKnn(300, 5, 15, 15, 3)],
+  ];
+  it.each(cases)("%s", async (_, make) => {
+    const knn = make();
+    for (const prune of [0, 1 / 15, 0.3]) expectIdentical(await snnGraphGpu(gpu, knn, prune), snnGraphCpu(knn, prune));
+  });
+
+  it("many row chunks (4 KiB bindings)", async () => {
+    const knn = randomKnn(60, 6, 15, 16);
+    expectIdentical(await snnGraphGpu(small, knn, 1 / 15), snnGraphCpu(knn, 1 / 15));
+    expectIdentical(await snnGraphGpu(small, knn, 0), snnGraphCpu(knn, 0));
+  });
+
+  it("rejects a row listing a neighbour twice", async () => {
+    const knn = randomKnn(20, 3, 4, 17);
+    knn.indices[7] = knn.indices[6];
+    await expect(snnGraphGpu(gpu, knn, 0)).rejects.toThrow(/twice/);
+  });
+});
+
 describe.skipIf(!haveShared())("fuzzySimplicialSetGpu on pbmc3k", () => {
   it("scanpy's kNN lists and our exact kNN: same graph as the CPU twin, weights within 1e-4", async () => {
     const dir = referenceDir("pbmc3k", "scanpy_like");
@@ -100,5 +141,14 @@ describe.skipIf(!haveShared())("fuzzySimplicialSetGpu on pbmc3k", () => {
     const tGpu = performance.now() - t0;
     console.log(`pbmc3k connectivities (n=${knn.n}, k=15): CPU ${tCpu.toFixed(0)} ms, GPU ${tGpu.toFixed(0)} ms`);
     expectSameGraph(g, c);
+
+    t0 = performance.now();
+    const sc = snnGraphCpu(knn, 1 / 15);
+    const tSnnCpu = performance.now() - t0;
+    t0 = performance.now();
+    const sg = await snnGraphGpu(gpu, knn, 1 / 15);
+    const tSnnGpu = performance.now() - t0;
+    console.log(`pbmc3k SNN graph (k=15, prune 1/15): CPU ${tSnnCpu.toFixed(0)} ms, GPU ${tSnnGpu.toFixed(0)} ms`);
+    expectIdentical(sg, sc);
   });
 });

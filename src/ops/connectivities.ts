@@ -17,6 +17,9 @@
  *   removed. Symmetric, and the diagonal (weight 1) is kept, as in Seurat.
  *
  * All outputs are CSR with sorted columns and float32 weights.
+ *
+ * GPU twins, below the CPU code: smoothKnnDistGpu / fuzzySimplicialSetGpu (kernels/connectivities.wgsl)
+ * and snnGraphGpu (kernels/snn.wgsl); each says which part runs on the device and which on the host.
  */
 import { type Csr, transpose } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";

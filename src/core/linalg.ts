@@ -1,6 +1,7 @@
 /**
  * Small dense linear algebra in float64: the symmetric tridiagonal QL eigensolver (EISPACK tql2,
- * as in JAMA) and a Lanczos eigensolver with full reorthogonalisation for the top-k eigenpairs of
+ * as in JAMA), tridiagonal inverse iteration for selected eigenvectors, a symmetric mat-vec, and
+ * a Lanczos eigensolver with full reorthogonalisation for the top-k eigenpairs of
  * a symmetric positive semi-definite operator given as a mat-vec. PCA uses it on the p×p Gram
  * matrix (gram route) or on the implicit operator ZᵀZ (krylov route): a full tridiagonalisation
  * of a 2000² matrix costs ~10¹⁰ flops in JS, whereas Lanczos needs a few hundred mat-vecs.
@@ -125,22 +126,21 @@ export function lanczosTopK(
   const tol = opts.tol ?? 1e-9;
   const maxSteps = Math.min(n, opts.maxSteps ?? Math.max(10 * k, k + 200));
   const rng = new Rng(seed);
-  const Q: Float64Array[] = [];
+  // Lanczos vectors back to back in one array (vector t at t·n): flat loops, no per-vector objects.
+  const Q = new Float64Array(maxSteps * n);
+  let m = 0;
   const alpha: number[] = [];
   const beta: number[] = []; // beta[j] couples steps j and j+1
   const w = new Float64Array(n);
   const coef = new Float64Array(maxSteps);
 
   let maxResidual = Infinity;
-  const orthogonalize = (v: Float64Array): void => {
-    gramSchmidtPass(Q, v, coef, n);
-    gramSchmidtPass(Q, v, coef, n);
-  };
   const randomUnit = (): Float64Array | null => {
     for (let attempt = 0; attempt < 5; attempt++) {
       const v = new Float64Array(n);
       for (let i = 0; i < n; i++) v[i] = rng.normal();
-      orthogonalize(v);
+      gramSchmidtPass(Q, m, v, coef, n);
+      gramSchmidtPass(Q, m, v, coef, n);
       const nv = norm(v);
       if (nv > 1e-8) {
         for (let i = 0; i < n; i++) v[i] /= nv;
@@ -151,21 +151,22 @@ export function lanczosTopK(
   };
 
   let q = randomUnit()!;
-  const checkEvery = Math.max(5, Math.ceil(k / 5));
+  // Residuals are checked every few steps; each check is an O(m²) eigenvalue-only QL.
+  const checkEvery = 5;
   for (;;) {
-    Q.push(q);
-    const m = Q.length;
+    Q.set(q, m * n);
+    m++;
     apply(q, w);
     let a = 0;
     for (let i = 0; i < n; i++) a += q[i] * w[i];
     // Three-term recurrence, then full reorthogonalisation against every Lanczos vector: one
     // classical Gram–Schmidt pass, a second only when the first removed much ("twice is enough").
     const bPrev = m > 1 ? beta[m - 2] : 0;
-    const qPrev = m > 1 ? Q[m - 2] : q;
-    for (let i = 0; i < n; i++) w[i] -= a * q[i] + bPrev * qPrev[i];
+    const pPrev = m > 1 ? (m - 2) * n : (m - 1) * n;
+    for (let i = 0; i < n; i++) w[i] -= a * q[i] + bPrev * Q[pPrev + i];
     for (let pass = 0; pass < 2; pass++) {
       const before = norm(w);
-      a += gramSchmidtPass(Q, w, coef, n);
+      a += gramSchmidtPass(Q, m, w, coef, n);
       if (norm(w) > 0.7 * before) break;
     }
     alpha.push(a);
@@ -196,39 +197,168 @@ export function lanczosTopK(
     q = next;
   }
 
-  const m = Q.length;
-  const Y = new Float64Array(m * m);
-  for (let i = 0; i < m; i++) Y[i * m + i] = 1;
-  const theta = tridiagEig(alpha, beta.slice(0, m - 1), Y, m);
+  // Ritz vectors: T's top-k eigenvectors by inverse iteration (O(k·m)), not the O(m³)
+  // accumulated QL that the full eigenvector matrix would cost, then Q·y.
+  const off = beta.slice(0, m - 1);
+  const theta = tridiagEig(alpha, off, new Float64Array(0), 0);
   const values = theta.slice(0, k);
+  const Y = tridiagEigvecs(alpha, off, values);
   const vectors = new Float64Array(k * n);
   for (let t = 0; t < m; t++) {
-    const qt = Q[t];
+    const qo = t * n;
     for (let i = 0; i < k; i++) {
-      const y = Y[t * m + i];
+      const y = Y[i * m + t];
       const o = i * n;
-      for (let r = 0; r < n; r++) vectors[o + r] += y * qt[r];
+      for (let r = 0; r < n; r++) vectors[o + r] += y * Q[qo + r];
     }
   }
   return { values, vectors, steps: m, maxResidual };
 }
 
 /**
- * One classical Gram–Schmidt pass: v −= Σ_t (q_tᵀv) q_t over the orthonormal vectors Q.
- * Returns the coefficient on the last vector (Lanczos folds it into α).
+ * Unit eigenvectors (rows of the result, length m) of the symmetric tridiagonal T (diagonal d,
+ * off-diagonal e) for the given eigenvalues, which must be accurate (e.g. from tridiagEig), in
+ * descending order. Inverse iteration as LAPACK's stein does it: LU with partial pivoting of
+ * T − λI, three solves from a fixed start vector, and each vector orthogonalised against the
+ * earlier ones of its cluster (eigenvalues closer than 1e-3·‖T‖), so close pairs come out
+ * orthogonal. Deterministic.
  */
-function gramSchmidtPass(Q: Float64Array[], v: Float64Array, coef: Float64Array, n: number): number {
-  const m = Q.length;
-  for (let t = 0; t < m; t++) {
-    const q = Q[t];
+export function tridiagEigvecs(d: ArrayLike<number>, e: ArrayLike<number>, values: ArrayLike<number>): Float64Array {
+  const m = d.length;
+  const k = values.length;
+  const out = new Float64Array(k * m);
+  if (m === 0) return out;
+  let tnorm = 0;
+  for (let i = 0; i < m; i++) tnorm = Math.max(tnorm, Math.abs(d[i]) + (i > 0 ? Math.abs(e[i - 1]) : 0) + (i < m - 1 ? Math.abs(e[i]) : 0));
+  const eps = 2 ** -52;
+  const tiny = Math.max(eps * tnorm, Number.MIN_VALUE);
+  // LU of T − λI with row interchanges: U has diagonals u0, u1, u2; L the multipliers l and swaps.
+  const u0 = new Float64Array(m);
+  const u1 = new Float64Array(m);
+  const u2 = new Float64Array(m);
+  const l = new Float64Array(m);
+  const swap = new Uint8Array(m);
+  const y = new Float64Array(m);
+  let clusterStart = 0;
+  for (let v = 0; v < k; v++) {
+    const lam = values[v];
+    if (v > 0 && Math.abs(values[v - 1] - lam) > 1e-3 * tnorm) clusterStart = v;
+    // Factorise: row i holds (a, b, c) at columns i, i+1, i+2 once eliminated.
+    let a = d[0] - lam;
+    let b = m > 1 ? e[0] : 0;
+    let c = 0;
+    for (let i = 0; i < m - 1; i++) {
+      const sub = e[i];
+      const nd = d[i + 1] - lam;
+      const ne = i + 1 < m - 1 ? e[i + 1] : 0;
+      if (Math.abs(a) >= Math.abs(sub)) {
+        swap[i] = 0;
+        const mult = a === 0 ? 0 : sub / a;
+        l[i] = mult;
+        u0[i] = a;
+        u1[i] = b;
+        u2[i] = c;
+        a = nd - mult * b;
+        b = ne - mult * c;
+        c = 0;
+      } else {
+        swap[i] = 1;
+        const mult = a / sub;
+        l[i] = mult;
+        u0[i] = sub;
+        u1[i] = nd;
+        u2[i] = ne;
+        a = b - mult * nd;
+        b = c - mult * ne;
+        c = 0;
+      }
+    }
+    u0[m - 1] = a;
+    for (let i = 0; i < m; i++) if (Math.abs(u0[i]) < tiny) u0[i] = u0[i] < 0 ? -tiny : tiny;
+    // Start vector: fixed, not aligned with any particular eigenvector.
+    for (let i = 0; i < m; i++) y[i] = 1 + ((i * 7919) % 17) / 17;
+    for (let it = 0; it < 3; it++) {
+      // Forward: apply L⁻¹ (with the interchanges).
+      for (let i = 0; i < m - 1; i++) {
+        if (swap[i]) {
+          const t = y[i];
+          y[i] = y[i + 1];
+          y[i + 1] = t - l[i] * y[i];
+        } else {
+          y[i + 1] -= l[i] * y[i];
+        }
+      }
+      // Back: U⁻¹.
+      for (let i = m - 1; i >= 0; i--) {
+        let s = y[i];
+        if (i + 1 < m) s -= u1[i] * y[i + 1];
+        if (i + 2 < m) s -= u2[i] * y[i + 2];
+        y[i] = s / u0[i];
+      }
+      for (let w = clusterStart; w < v; w++) {
+        const o = w * m;
+        let dot = 0;
+        for (let i = 0; i < m; i++) dot += out[o + i] * y[i];
+        for (let i = 0; i < m; i++) y[i] -= dot * out[o + i];
+      }
+      const ny = norm(y);
+      for (let i = 0; i < m; i++) y[i] /= ny;
+    }
+    out.set(y, v * m);
+  }
+  return out;
+}
+
+/**
+ * One classical Gram–Schmidt pass: v −= Σ_t (q_tᵀv) q_t over the m orthonormal vectors stored
+ * back to back in Q, four vectors per sweep over v. Returns the coefficient on the last vector
+ * (Lanczos folds it into α).
+ */
+function gramSchmidtPass(Q: Float64Array, m: number, v: Float64Array, coef: Float64Array, n: number): number {
+  let t = 0;
+  for (; t + 4 <= m; t += 4) {
+    const o0 = t * n;
+    const o1 = o0 + n;
+    const o2 = o1 + n;
+    const o3 = o2 + n;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    for (let i = 0; i < n; i++) {
+      const x = v[i];
+      s0 += Q[o0 + i] * x;
+      s1 += Q[o1 + i] * x;
+      s2 += Q[o2 + i] * x;
+      s3 += Q[o3 + i] * x;
+    }
+    coef[t] = s0;
+    coef[t + 1] = s1;
+    coef[t + 2] = s2;
+    coef[t + 3] = s3;
+  }
+  for (; t < m; t++) {
+    const o = t * n;
     let s = 0;
-    for (let i = 0; i < n; i++) s += q[i] * v[i];
+    for (let i = 0; i < n; i++) s += Q[o + i] * v[i];
     coef[t] = s;
   }
-  for (let t = 0; t < m; t++) {
-    const q = Q[t];
-    const s = coef[t];
-    for (let i = 0; i < n; i++) v[i] -= s * q[i];
+  t = 0;
+  for (; t + 4 <= m; t += 4) {
+    const o0 = t * n;
+    const o1 = o0 + n;
+    const o2 = o1 + n;
+    const o3 = o2 + n;
+    const c0 = coef[t];
+    const c1 = coef[t + 1];
+    const c2 = coef[t + 2];
+    const c3 = coef[t + 3];
+    for (let i = 0; i < n; i++) v[i] -= c0 * Q[o0 + i] + c1 * Q[o1 + i] + c2 * Q[o2 + i] + c3 * Q[o3 + i];
+  }
+  for (; t < m; t++) {
+    const o = t * n;
+    const c = coef[t];
+    for (let i = 0; i < n; i++) v[i] -= c * Q[o + i];
   }
   return m > 0 ? coef[m - 1] : 0;
 }
@@ -239,18 +369,32 @@ export function norm(v: ArrayLike<number>): number {
   return Math.sqrt(s);
 }
 
-/** y = A·x for a dense symmetric (or any square) n×n row-major matrix A. */
-export function denseMatVec(A: Float64Array, n: number, x: Float64Array, y: Float64Array): void {
-  for (let i = 0; i < n; i++) {
-    const o = i * n;
-    let s0 = 0;
-    let s1 = 0;
-    let j = 0;
-    for (; j + 1 < n; j += 2) {
-      s0 += A[o + j] * x[j];
-      s1 += A[o + j + 1] * x[j + 1];
+/**
+ * y = A·x for a dense symmetric n×n row-major A, reading only its upper triangle: each stored
+ * a_ij (j > i) serves both y_i and y_j, so the matrix streams from memory at half the bytes of
+ * a plain product. Two rows per sweep share the loads of x_j and y_j. Fixed order (deterministic).
+ */
+export function symMatVec(A: Float64Array, n: number, x: Float64Array, y: Float64Array): void {
+  y.fill(0);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const o0 = i * n;
+    const o1 = o0 + n;
+    const x0 = x[i];
+    const x1 = x[i + 1];
+    const a01 = A[o0 + i + 1];
+    let s0 = A[o0 + i] * x0 + a01 * x1;
+    let s1 = a01 * x0 + A[o1 + i + 1] * x1;
+    for (let j = i + 2; j < n; j++) {
+      const a0 = A[o0 + j];
+      const a1 = A[o1 + j];
+      const xj = x[j];
+      s0 += a0 * xj;
+      s1 += a1 * xj;
+      y[j] += a0 * x0 + a1 * x1;
     }
-    if (j < n) s0 += A[o + j] * x[j];
-    y[i] = s0 + s1;
+    y[i] += s0;
+    y[i + 1] += s1;
   }
+  if (i < n) y[i] += A[i * n + i] * x[i];
 }

@@ -21,7 +21,7 @@
  * in each component the score of largest magnitude (first such cell) is positive.
  */
 import type { Csr } from "../core/csr.js";
-import { denseMatVec, lanczosTopK } from "../core/linalg.js";
+import { lanczosTopK, symMatVec } from "../core/linalg.js";
 import type { Gpu } from "../gpu/device.js";
 import { clipValue, scaledColMeans, scaledGramCpu, scaledGramGpu, zeroScaled } from "./gram.js";
 import { featureMomentsGpu } from "./normalize.js";
@@ -88,7 +88,7 @@ function pcaWith(X: Csr, opts: PcaOptions, pre?: PcaInputs): PcaResult {
     colMean = g.colMean;
     s = sparseScaled(X, mean, std, c, opts.maxValue);
     for (let j = 0; j < p; j++) trace += g.gram[j * p + j];
-    eig = lanczosTopK((x, y) => denseMatVec(g.gram, p, x, y), p, k, opts.seed, { tol: TOL });
+    eig = lanczosTopK((x, y) => symMatVec(g.gram, p, x, y), p, k, opts.seed, { tol: TOL });
   } else {
     c = zeroScaled(mean, std, opts.maxValue);
     colMean = scaledColMeans(X, mean, std, c, opts.maxValue);

@@ -25,10 +25,11 @@ SMALL=0
 if [ "${1:-}" = "--pack" ]; then
   mkdir -p .devpack
   grep -qx '/.devpack/' .git/info/exclude 2>/dev/null || echo '/.devpack/' >>.git/info/exclude
-  xz -T0 -6 -c "$(command -v node)" >.devpack/node.xz
-  tar -cJf .devpack/node_modules.tar.xz --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
+  xz -T0 -9 -c "$(command -v node)" >.devpack/node.xz
+  XZ_OPT='-9 -T0' tar -cJf .devpack/node_modules.tar.xz --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
     --exclude='node_modules/webgpu/dist/linux-arm64' --exclude=node_modules/typescript --exclude=node_modules/scran.js \
-    --exclude=node_modules/@types --exclude='node_modules/.cache' node_modules
+    --exclude=node_modules/@types --exclude='node_modules/.cache' --exclude=node_modules/apache-arrow/src \
+    --exclude='*.map' --exclude='*.d.ts' --exclude='*.d.mts' --exclude='*.d.cts' node_modules
   # the reference outputs the GPU tests read (../shared does not travel)
   SH="${CELLGPU_SHARED:-../shared}"
   for d in reference/pbmc3k/scanpy_like reference/kang2018_ctrl_5donors/scanpy_like reference/pbmc_small_seurat datasets/pbmc_small_seurat; do

@@ -7,9 +7,9 @@ import type { CellMatrix, Column, Table } from "../core/cellMatrix.js";
 import { subsetTable } from "../core/cellMatrix.js";
 import type { Csr } from "../core/csr.js";
 import { subsetCols, subsetRows } from "../core/csr.js";
-import { fuzzySimplicialSetCpu, knnDistancesCsr, snnGraphCpu } from "../ops/connectivities.js";
+import { fuzzySimplicialSetCpu, fuzzySimplicialSetGpu, knnDistancesCsr, snnGraphCpu, snnGraphGpu } from "../ops/connectivities.js";
 import { highlyVariableGenesCpu, highlyVariableGenesGpu } from "../ops/hvg.js";
-import { knnExactCpu, type Knn } from "../ops/knn.js";
+import { knnExactCpu, knnExactGpu, type Knn } from "../ops/knn.js";
 import { leidenCpu, leidenGpu } from "../ops/leiden.js";
 import { louvainCpu } from "../ops/louvain.js";
 import { markersToUns, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
@@ -271,17 +271,29 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   const k = pca.variance.length;
 
   const nPcs = Math.min(p.nPcs, k);
-  const knn = await step("neighbors_knn", knnKey, () => {
-    const pts = new Float32Array(nCells * nPcs);
-    for (let i = 0; i < nCells; i++) pts.set(pca.scores.subarray(i * k, i * k + nPcs), i * nPcs);
-    return knnExactCpu(pts, nCells, nPcs, p.nNeighbors);
-  });
+  const pts = new Float32Array(nCells * nPcs);
+  for (let i = 0; i < nCells; i++) pts.set(pca.scores.subarray(i * k, i * k + nPcs), i * nPcs);
+  const knn = await step(
+    "neighbors_knn",
+    knnKey,
+    () => knnExactCpu(pts, nCells, nPcs, p.nNeighbors),
+    (g) => knnExactGpu(g, pts, nCells, nPcs, p.nNeighbors),
+  );
 
-  const { connectivities, distances, clusterGraph } = await step("neighbors_graph", graphKey, () => {
-    const conn = fuzzySimplicialSetCpu(knn);
-    const graph: Csr = p.graph === "snn" ? snnGraphCpu(knn, p.snnPrune) : conn;
-    return { connectivities: conn, distances: knnDistancesCsr(knn), clusterGraph: graph };
-  });
+  const { connectivities, distances, clusterGraph } = await step(
+    "neighbors_graph",
+    graphKey,
+    () => {
+      const conn = fuzzySimplicialSetCpu(knn);
+      const graph: Csr = p.graph === "snn" ? snnGraphCpu(knn, p.snnPrune) : conn;
+      return { connectivities: conn, distances: knnDistancesCsr(knn), clusterGraph: graph };
+    },
+    async (g) => {
+      const conn = await fuzzySimplicialSetGpu(g, knn);
+      const graph: Csr = p.graph === "snn" ? await snnGraphGpu(g, knn, p.snnPrune) : conn;
+      return { connectivities: conn, distances: knnDistancesCsr(knn), clusterGraph: graph };
+    },
+  );
 
   const clusterOpts = { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts };
   const clusters = await step(

@@ -5,8 +5,8 @@
  * re-centred by its column means, as sklearn's PCA does.
  *
  * method "gram": build the p×p Gram ZcᵀZc in one pass over the nonzeros, then the top nComps
- *   eigenpairs by Lanczos with full reorthogonalisation (Ritz residuals ≤ 1e-8·λ₁, i.e. as
- *   exact as arpack; PCs 1–50 match the reference subspace to 1e-9). Each step costs p².
+ *   eigenpairs by Lanczos with full reorthogonalisation (Ritz residuals ≤ 1e-6·λ₁; PCs 1–50
+ *   match arpack's subspace to 1e-8). Each step costs p² (upper-triangle symmetric mat-vec).
  * method "krylov": the same Lanczos run on the implicit operator v ↦ SᵀSv − n·d(dᵀv), two
  *   sparse passes (≈ 4·nnz flops) per step, never forming the p×p matrix; right for wide
  *   feature sets and, on the CPU, for any matrix with 4·nnz < p².
@@ -34,7 +34,10 @@ export interface PcaResult {
   varianceRatio: Float64Array;
 }
 
-const TOL = 1e-8;
+// Ritz residuals ≤ 1e-6·λ₁: measured on pbmc3k and kang, the PC1–50 subspace still matches
+// scanpy's arpack to 1 − 6e-9 and kNN@15 recall is ≥ 0.9998 (1e-8: 1 − 7e-10, ≥ 0.9999), for
+// ~20 fewer Lanczos steps.
+const TOL = 1e-6;
 
 export interface PcaOptions {
   nComps: number;

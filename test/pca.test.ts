@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type Csr, fromDense, subsetCols, subsetRows } from "../src/core/csr.js";
+import { symMatVec, tridiagEig, tridiagEigvecs } from "../src/core/linalg.js";
 import { Rng } from "../src/core/random.js";
 import { readTenxMtxDir } from "../src/io/mtx.js";
 import { knnRecall, subspaceSimilarity } from "../src/metrics/index.js";
@@ -179,6 +180,62 @@ describe("scaled Gram and PCA, self-contained", () => {
       let ss = 0;
       for (let r = 0; r < 300; r++) ss += a.scores[r * 8 + i] ** 2;
       expect(ss / 299 / a.variance[i]).toBeCloseTo(1, 5);
+    }
+  });
+});
+
+describe("linalg kernels behind the Lanczos solver", () => {
+  it("symMatVec equals the plain product (odd and even sizes)", () => {
+    const rng = new Rng(3);
+    for (const n of [1, 2, 7, 40]) {
+      const A = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = i; j < n; j++) A[i * n + j] = A[j * n + i] = rng.normal();
+      const x = Float64Array.from({ length: n }, () => rng.normal());
+      const y = new Float64Array(n).fill(NaN);
+      symMatVec(A, n, x, y);
+      for (let i = 0; i < n; i++) {
+        let s = 0;
+        for (let j = 0; j < n; j++) s += A[i * n + j] * x[j];
+        expect(Math.abs(y[i] - s)).toBeLessThan(1e-12 * (1 + Math.abs(s)));
+      }
+    }
+  });
+
+  it("tridiagEigvecs: eigenvectors match QL's, stay orthonormal in near-degenerate clusters", () => {
+    // Random tridiagonal (separated eigenvalues) and Wilkinson's W21+ (pairs equal to ~1e-13).
+    const rng = new Rng(5);
+    const cases = [
+      { d: Array.from({ length: 60 }, () => rng.normal()), e: Array.from({ length: 59 }, () => rng.normal()) },
+      { d: Array.from({ length: 21 }, (_, i) => Math.abs(10 - i)), e: new Array(20).fill(1) },
+    ];
+    for (const [ci, { d, e }] of cases.entries()) {
+      const m = d.length;
+      const Z = new Float64Array(m * m);
+      for (let i = 0; i < m; i++) Z[i * m + i] = 1;
+      const values = tridiagEig(d, e, Z, m);
+      const k = Math.min(12, m);
+      const Y = tridiagEigvecs(d, e, values.slice(0, k));
+      for (let a = 0; a < k; a++) {
+        // Residual ‖T y − λ y‖ and orthonormality against every other returned vector.
+        let res = 0;
+        for (let i = 0; i < m; i++) {
+          let ty = d[i] * Y[a * m + i] - values[a] * Y[a * m + i];
+          if (i > 0) ty += e[i - 1] * Y[a * m + i - 1];
+          if (i < m - 1) ty += e[i] * Y[a * m + i + 1];
+          res = Math.max(res, Math.abs(ty));
+        }
+        expect(res).toBeLessThan(1e-10);
+        for (let b = 0; b < k; b++) {
+          let dot = 0;
+          for (let i = 0; i < m; i++) dot += Y[a * m + i] * Y[b * m + i];
+          expect(Math.abs(dot - (a === b ? 1 : 0))).toBeLessThan(1e-9);
+        }
+        if (ci === 0) {
+          let dot = 0;
+          for (let i = 0; i < m; i++) dot += Y[a * m + i] * Z[i * m + a];
+          expect(Math.abs(dot)).toBeCloseTo(1, 9);
+        }
+      }
     }
   });
 });

@@ -103,18 +103,42 @@ function pcaWith(X: Csr, opts: PcaOptions, pre?: PcaInputs): PcaResult {
     const ct = cscOf(X, s);
     const u = new Float64Array(n);
     const idx = X.indices;
+    const { ptr, row, val } = ct;
+    // Four independent partial sums per gather: one chain of dependent adds is latency-bound.
     const apply = (x: Float64Array, y: Float64Array): void => {
       for (let r = 0; r < n; r++) {
-        let acc = 0;
-        for (let t = ip[r], e = ip[r + 1]; t < e; t++) acc += s[t] * x[idx[t]];
-        u[r] = acc;
+        let a0 = 0;
+        let a1 = 0;
+        let a2 = 0;
+        let a3 = 0;
+        let t = ip[r];
+        const e = ip[r + 1];
+        for (; t + 3 < e; t += 4) {
+          a0 += s[t] * x[idx[t]];
+          a1 += s[t + 1] * x[idx[t + 1]];
+          a2 += s[t + 2] * x[idx[t + 2]];
+          a3 += s[t + 3] * x[idx[t + 3]];
+        }
+        for (; t < e; t++) a0 += s[t] * x[idx[t]];
+        u[r] = a0 + a1 + (a2 + a3);
       }
       let dx = 0;
       for (let j = 0; j < p; j++) dx += d[j] * x[j];
       for (let j = 0; j < p; j++) {
-        let acc = -n * d[j] * dx;
-        for (let t = ct.ptr[j], e = ct.ptr[j + 1]; t < e; t++) acc += ct.val[t] * u[ct.row[t]];
-        y[j] = acc;
+        let a0 = -n * d[j] * dx;
+        let a1 = 0;
+        let a2 = 0;
+        let a3 = 0;
+        let t = ptr[j];
+        const e = ptr[j + 1];
+        for (; t + 3 < e; t += 4) {
+          a0 += val[t] * u[row[t]];
+          a1 += val[t + 1] * u[row[t + 1]];
+          a2 += val[t + 2] * u[row[t + 2]];
+          a3 += val[t + 3] * u[row[t + 3]];
+        }
+        for (; t < e; t++) a0 += val[t] * u[row[t]];
+        y[j] = a0 + a1 + (a2 + a3);
       }
     };
     eig = lanczosTopK(apply, p, k, opts.seed, { tol: TOL });

@@ -375,29 +375,58 @@ export function norm(v: ArrayLike<number>): number {
 /**
  * y = A·x for a dense symmetric n×n row-major A, reading only its upper triangle: each stored
  * a_ij (j > i) serves both y_i and y_j, so the matrix streams from memory at half the bytes of
- * a plain product. Two rows per sweep share the loads of x_j and y_j. Fixed order (deterministic).
+ * a plain product. Four rows per sweep share the loads of x_j and the update of y_j and keep
+ * four independent sums. Fixed order (deterministic).
  */
 export function symMatVec(A: Float64Array, n: number, x: Float64Array, y: Float64Array): void {
   y.fill(0);
   let i = 0;
-  for (; i + 1 < n; i += 2) {
+  for (; i + 3 < n; i += 4) {
     const o0 = i * n;
     const o1 = o0 + n;
+    const o2 = o1 + n;
+    const o3 = o2 + n;
     const x0 = x[i];
     const x1 = x[i + 1];
+    const x2 = x[i + 2];
+    const x3 = x[i + 3];
+    // The 4×4 diagonal block, its lower half read from the upper.
     const a01 = A[o0 + i + 1];
-    let s0 = A[o0 + i] * x0 + a01 * x1;
-    let s1 = a01 * x0 + A[o1 + i + 1] * x1;
-    for (let j = i + 2; j < n; j++) {
+    const a02 = A[o0 + i + 2];
+    const a03 = A[o0 + i + 3];
+    const a12 = A[o1 + i + 2];
+    const a13 = A[o1 + i + 3];
+    const a23 = A[o2 + i + 3];
+    let s0 = A[o0 + i] * x0 + a01 * x1 + a02 * x2 + a03 * x3;
+    let s1 = a01 * x0 + A[o1 + i + 1] * x1 + a12 * x2 + a13 * x3;
+    let s2 = a02 * x0 + a12 * x1 + A[o2 + i + 2] * x2 + a23 * x3;
+    let s3 = a03 * x0 + a13 * x1 + a23 * x2 + A[o3 + i + 3] * x3;
+    for (let j = i + 4; j < n; j++) {
       const a0 = A[o0 + j];
       const a1 = A[o1 + j];
+      const a2 = A[o2 + j];
+      const a3 = A[o3 + j];
       const xj = x[j];
       s0 += a0 * xj;
       s1 += a1 * xj;
-      y[j] += a0 * x0 + a1 * x1;
+      s2 += a2 * xj;
+      s3 += a3 * xj;
+      y[j] += a0 * x0 + a1 * x1 + (a2 * x2 + a3 * x3);
     }
     y[i] += s0;
     y[i + 1] += s1;
+    y[i + 2] += s2;
+    y[i + 3] += s3;
   }
-  if (i < n) y[i] += A[i * n + i] * x[i];
+  for (; i < n; i++) {
+    const o = i * n;
+    const xi = x[i];
+    let s = A[o + i] * xi;
+    for (let j = i + 1; j < n; j++) {
+      const a = A[o + j];
+      s += a * x[j];
+      y[j] += a * xi;
+    }
+    y[i] += s;
+  }
 }

@@ -84,7 +84,24 @@ export function scaledGramCpu(
       const t0 = at[q];
       const va = s[t0];
       if (va === 0) continue;
-      for (let t = t0, e = end[q]; t < e; t++) acc[idx[t]] += va * s[t];
+      const e = end[q];
+      let t = t0;
+      // Unrolled by four (the indices within a row are distinct, so the order per entry is kept).
+      for (; t + 3 < e; t += 4) {
+        const k0 = idx[t];
+        const k1 = idx[t + 1];
+        const k2 = idx[t + 2];
+        const k3 = idx[t + 3];
+        const p0 = va * s[t];
+        const p1 = va * s[t + 1];
+        const p2 = va * s[t + 2];
+        const p3 = va * s[t + 3];
+        acc[k0] += p0;
+        acc[k1] += p1;
+        acc[k2] += p2;
+        acc[k3] += p3;
+      }
+      for (; t < e; t++) acc[idx[t]] += va * s[t];
     }
     const o = j * p;
     for (let k = j; k < p; k++) {

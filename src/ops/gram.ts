@@ -8,7 +8,7 @@
  * s_ij = clip((x_ij − μ_j)/σ_j) − c_j on the stored entries. Then m = c + colSums(S)/n and, with
  * d = c − m, Zc = S + 1dᵀ, so ZcᵀZc = SᵀS + (Sᵀ1)dᵀ + d(1ᵀS) + n·ddᵀ = SᵀS − n·ddᵀ
  * (because Sᵀ1 = −n·d). SᵀS's upper triangle is built one Gram row at a time (Gustavson, over
- * a by-feature index of the stored entries), float64, each entry summed in cell order
+ * a by-feature index of the stored entries) per block of cells, float64, in a fixed order
  * (deterministic), then mirrored.
  * maxValue undefined = no clipping (scale(max_value=None)).
  */
@@ -61,53 +61,67 @@ export function scaledGramCpu(
     const j = idx[t];
     s[t] = clipValue((X.data[t] - mean[j]) / std[j], maxValue) - c[j];
   }
-  // Gustavson by Gram row: row j sums, over the cells expressing j (increasing), s_rj times the
-  // rest of that cell's row (indices ≥ j, as they are sorted) into a p-length accumulator that
-  // stays in L1. Each entry (j, k) is summed over cells in row order, as a cell-by-cell
-  // accumulation would; only the memory traffic differs (the whole p×p matrix per cell).
+  // Gustavson by Gram row, over blocks of cells: within a block, row j sums, over the block's
+  // cells expressing j (increasing), s_rj times the rest of that cell's row (indices ≥ j, as
+  // they are sorted) into a p-length accumulator that stays in L1, then adds it to the Gram row.
+  // Blocks of ≤ 2^18 stored entries keep the rows being re-read in cache. Each entry (j, k) is
+  // summed in cell order within a block, block partials in block order: deterministic.
+  const BLOCK_NNZ = 1 << 18;
   const ptr = new Int32Array(p + 1);
-  for (let t = 0; t < nnz; t++) ptr[idx[t] + 1]++;
-  for (let j = 0; j < p; j++) ptr[j + 1] += ptr[j];
-  const next = ptr.slice(0, p);
-  const at = new Int32Array(nnz); // CSR position of each entry, grouped by feature
-  const end = new Int32Array(nnz); // end of that entry's CSR row
-  for (let r = 0; r < n; r++) {
-    for (let t = ip[r], e = ip[r + 1]; t < e; t++) {
-      const o = next[idx[t]]++;
-      at[o] = t;
-      end[o] = e;
-    }
-  }
+  const next = new Int32Array(p);
+  const at = new Int32Array(Math.min(nnz, BLOCK_NNZ) + maxRowLength(ip, n)); // CSR position of each block entry, by feature
+  const end = new Int32Array(at.length); // end of that entry's CSR row
   const acc = new Float64Array(p);
-  for (let j = 0; j < p; j++) {
-    for (let q = ptr[j], qe = ptr[j + 1]; q < qe; q++) {
-      const t0 = at[q];
-      const va = s[t0];
-      if (va === 0) continue;
-      const e = end[q];
-      let t = t0;
-      // Unrolled by four (the indices within a row are distinct, so the order per entry is kept).
-      for (; t + 3 < e; t += 4) {
-        const k0 = idx[t];
-        const k1 = idx[t + 1];
-        const k2 = idx[t + 2];
-        const k3 = idx[t + 3];
-        const p0 = va * s[t];
-        const p1 = va * s[t + 1];
-        const p2 = va * s[t + 2];
-        const p3 = va * s[t + 3];
-        acc[k0] += p0;
-        acc[k1] += p1;
-        acc[k2] += p2;
-        acc[k3] += p3;
+  for (let r0 = 0; r0 < n; ) {
+    let r1 = r0 + 1;
+    while (r1 < n && ip[r1 + 1] - ip[r0] <= BLOCK_NNZ) r1++;
+    ptr.fill(0);
+    for (let t = ip[r0]; t < ip[r1]; t++) ptr[idx[t] + 1]++;
+    for (let j = 0; j < p; j++) ptr[j + 1] += ptr[j];
+    next.set(ptr.subarray(0, p));
+    for (let r = r0; r < r1; r++) {
+      for (let t = ip[r], e = ip[r + 1]; t < e; t++) {
+        const o = next[idx[t]]++;
+        at[o] = t;
+        end[o] = e;
       }
-      for (; t < e; t++) acc[idx[t]] += va * s[t];
     }
-    const o = j * p;
-    for (let k = j; k < p; k++) {
-      gram[o + k] = acc[k];
-      acc[k] = 0;
+    for (let j = 0; j < p; j++) {
+      const qs = ptr[j];
+      const qe = ptr[j + 1];
+      if (qs === qe) continue;
+      let hi = j;
+      for (let q = qs; q < qe; q++) {
+        const t0 = at[q];
+        const va = s[t0];
+        const e = end[q];
+        if (va === 0) continue;
+        if (idx[e - 1] > hi) hi = idx[e - 1];
+        let t = t0;
+        // Unrolled by four (the indices within a row are distinct, so the order per entry is kept).
+        for (; t + 3 < e; t += 4) {
+          const k0 = idx[t];
+          const k1 = idx[t + 1];
+          const k2 = idx[t + 2];
+          const k3 = idx[t + 3];
+          const p0 = va * s[t];
+          const p1 = va * s[t + 1];
+          const p2 = va * s[t + 2];
+          const p3 = va * s[t + 3];
+          acc[k0] += p0;
+          acc[k1] += p1;
+          acc[k2] += p2;
+          acc[k3] += p3;
+        }
+        for (; t < e; t++) acc[idx[t]] += va * s[t];
+      }
+      const o = j * p;
+      for (let k = j; k <= hi; k++) {
+        gram[o + k] += acc[k];
+        acc[k] = 0;
+      }
     }
+    r0 = r1;
   }
   const d = Float64Array.from(c, (cj, j) => cj - colMean[j]);
   for (let i = 0; i < p; i++) {
@@ -234,6 +248,12 @@ export async function scaledGramGpu(
     for (const ch of chunks) destroyCsrChunk(ch.m);
     for (const b of temp) b.destroy();
   }
+}
+
+function maxRowLength(ip: Int32Array, n: number): number {
+  let m = 0;
+  for (let r = 0; r < n; r++) m = Math.max(m, ip[r + 1] - ip[r]);
+  return m;
 }
 
 /** An upper bound on |s_ij| over the stored entries (sizes the fixed-point format). */

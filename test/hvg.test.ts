@@ -4,31 +4,10 @@ import { type Csr, fromDense, subsetCols, subsetRows, toDense } from "../src/cor
 import { readTenxMtxDir } from "../src/io/mtx.js";
 import { jaccard } from "../src/metrics/index.js";
 import { highlyVariableGenesCpu, loessInterpolate } from "../src/ops/hvg.js";
-import { normalizeTotalLog1pCpu } from "../src/ops/normalize.js";
-import { cellsPerGeneCpu } from "../src/ops/qc.js";
 import { scaleParamsCpu } from "../src/ops/scale.js";
 import { datasetDir, haveShared, readTsv, referenceDir } from "./helpers/reference.js";
+import { referenceQcInput } from "./helpers/referenceInput.js";
 
-/** The reference's QC-passing cells and min-cells genes (COMMON.md recipe), normalized. */
-function prepare(name: string) {
-  const cm = readTenxMtxDir(datasetDir(name));
-  const qc = readTsv(join(referenceDir(name), "qc.tsv.gz"));
-  const pos = new Map(cm.obs.index.map((b, i) => [b, i]));
-  const keepMin = new Uint8Array(cm.X.nRows);
-  const keepQc = new Uint8Array(cm.X.nRows);
-  const passMin = qc.col("pass_min_genes");
-  const passQc = qc.col("pass_qc");
-  qc.col("barcode").forEach((b, i) => {
-    const r = pos.get(b)!;
-    if (passMin[i] === "True") keepMin[r] = 1;
-    if (passQc[i] === "True") keepQc[r] = 1;
-  });
-  const geneKeep = Uint8Array.from(cellsPerGeneCpu(subsetRows(cm.X, keepMin)), (v) => (v >= 3 ? 1 : 0));
-  const featureIndex: number[] = [];
-  geneKeep.forEach((g, j) => g && featureIndex.push(j));
-  const counts = subsetCols(subsetRows(cm.X, keepQc), geneKeep);
-  return { raw: cm.X, barcodes: cm.obs.index, counts, logNorm: normalizeTotalLog1pCpu(counts, 1e4), featureIndex };
-}
 
 /** Largest |a − b| / (1e-4·|b| + floor): ≤ 1 means within 1e-4 relative, with an absolute floor near zero. */
 function worstExcess(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-5): number {
@@ -40,7 +19,7 @@ function worstExcess(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-5): 
 describe.skipIf(!haveShared())("highly variable genes vs references", () => {
   for (const name of ["pbmc3k", "kang2018_ctrl_5donors"]) {
     it(`seurat flavor and scale params match scanpy_like on ${name}`, () => {
-      const d = prepare(name);
+      const d = referenceQcInput(name);
       const r = highlyVariableGenesCpu(d, { flavor: "seurat", nTopGenes: 2000 });
       const ref = readTsv(join(referenceDir(name), "hvg.tsv"));
       const mine = d.featureIndex.filter((_, j) => r.highlyVariable[j]);

@@ -5,9 +5,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { fromDense, subsetCols, subsetRows, type Csr } from "../src/core/csr.js";
-import { readTenxMtxDir } from "../src/io/mtx.js";
-import { normalizeTotalLog1pCpu } from "../src/ops/normalize.js";
+import { fromDense, type Csr } from "../src/core/csr.js";
 import {
   benjaminiHochberg,
   markersToUns,
@@ -17,6 +15,7 @@ import {
   type MarkerResult,
 } from "../src/ops/markers.js";
 import { datasetDir, haveShared, readTsv, referenceDir } from "./helpers/reference.js";
+import { referenceLeidenLabels, referenceQcInput } from "./helpers/referenceInput.js";
 
 interface Prepared {
   X: Csr;
@@ -28,40 +27,9 @@ interface Prepared {
 
 /** The reference's QC cells, log-normalized, on the genes kept by filter_genes(min_cells=3). */
 function prepare(dataset: string): Prepared {
-  const m = readTenxMtxDir(datasetDir(dataset));
-  const qc = readTsv(join(referenceDir(dataset), "qc.tsv.gz"));
-  const row = new Map(m.obs.index.map((b, i) => [b, i] as const));
-  const barcodes = qc.col("barcode");
-  const passMin = qc.col("pass_min_genes");
-  const passQc = qc.col("pass_qc");
-  const minMask = new Uint8Array(m.X.nRows);
-  const qcRows: number[] = [];
-  barcodes.forEach((b, i) => {
-    const r = row.get(b);
-    if (r === undefined) throw new Error(`barcode ${b} not in dataset`);
-    if (passMin[i] === "True") minMask[r] = 1;
-    if (passQc[i] === "True") qcRows.push(r);
-  });
-  // filter_genes(min_cells=3) on the cells that passed filter_cells(min_genes=200).
-  const cellsPerGene = new Int32Array(m.X.nCols);
-  for (let r = 0; r < m.X.nRows; r++) {
-    if (!minMask[r]) continue;
-    for (let k = m.X.indptr[r]; k < m.X.indptr[r + 1]; k++) if (m.X.data[k] !== 0) cellsPerGene[m.X.indices[k]]++;
-  }
-  const keepGene = Uint8Array.from(cellsPerGene, (c) => (c >= 3 ? 1 : 0));
-  const featureIndex = Int32Array.from(Array.from(keepGene).flatMap((k, j) => (k ? [j] : [])));
-  // Rows in the reference's (barcode-file) order.
-  const qcMask = new Uint8Array(m.X.nRows);
-  for (const r of qcRows) qcMask[r] = 1;
-  const X = normalizeTotalLog1pCpu(subsetCols(subsetRows(m.X, qcMask), keepGene), 1e4);
-  const keptBarcodes = m.obs.index.filter((_, r) => qcMask[r]);
-
-  const cl = readTsv(join(referenceDir(dataset), "clusters.tsv.gz"));
-  const leiden = new Map(cl.col("barcode").map((b, i) => [b, cl.col("leiden")[i]] as const));
-  const groupNames = [...new Set(leiden.values())].sort((a, b) => Number(a) - Number(b));
-  const code = new Map(groupNames.map((g, i) => [g, i] as const));
-  const labels = Int32Array.from(keptBarcodes, (b) => code.get(leiden.get(b)!)!);
-  return { X, featureIndex, geneNames: Array.from(featureIndex, (j) => m.var.index[j]), labels, groupNames };
+  const d = referenceQcInput(dataset);
+  const { labels, groupNames } = referenceLeidenLabels(dataset, d.barcodes);
+  return { X: d.logNorm, featureIndex: Int32Array.from(d.featureIndex), geneNames: d.geneNames, labels, groupNames };
 }
 
 function compareToReference(dataset: string, p: Prepared, tc: MarkerResult, noTc: MarkerResult) {

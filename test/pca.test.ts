@@ -1,37 +1,20 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type Csr, fromDense, subsetCols, subsetRows } from "../src/core/csr.js";
+import { type Csr, fromDense, subsetCols } from "../src/core/csr.js";
 import { symMatVec, tridiagEig, tridiagEigvecs } from "../src/core/linalg.js";
 import { Rng } from "../src/core/random.js";
-import { readTenxMtxDir } from "../src/io/mtx.js";
 import { knnRecall, subspaceSimilarity } from "../src/metrics/index.js";
 import { scaledGramCpu } from "../src/ops/gram.js";
-import { normalizeTotalLog1pCpu } from "../src/ops/normalize.js";
 import { pcaCpu } from "../src/ops/pca.js";
-import { cellsPerGeneCpu } from "../src/ops/qc.js";
 import { scaleParamsCpu } from "../src/ops/scale.js";
-import { datasetDir, haveShared, readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
+import { haveShared, readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
+import { referenceQcInput } from "./helpers/referenceInput.js";
 
 /** Reference QC-passing cells (COMMON.md recipe), normalized, restricted to the reference HVGs. */
 function prepareHvgMatrix(name: string): Csr {
-  const cm = readTenxMtxDir(datasetDir(name));
-  const qc = readTsv(join(referenceDir(name), "qc.tsv.gz"));
-  const pos = new Map(cm.obs.index.map((b, i) => [b, i]));
-  const keepMin = new Uint8Array(cm.X.nRows);
-  const keepQc = new Uint8Array(cm.X.nRows);
-  const passMin = qc.col("pass_min_genes");
-  const passQc = qc.col("pass_qc");
-  qc.col("barcode").forEach((b, i) => {
-    const r = pos.get(b)!;
-    if (passMin[i] === "True") keepMin[r] = 1;
-    if (passQc[i] === "True") keepQc[r] = 1;
-  });
-  const geneKeep = Uint8Array.from(cellsPerGeneCpu(subsetRows(cm.X, keepMin)), (v) => (v >= 3 ? 1 : 0));
-  const logNorm = normalizeTotalLog1pCpu(subsetCols(subsetRows(cm.X, keepQc), geneKeep), 1e4);
+  const d = referenceQcInput(name);
   const hvg = new Set(readTsv(join(referenceDir(name), "hvg.tsv")).num("feature_index"));
-  const featureIndex: number[] = [];
-  geneKeep.forEach((g, j) => g && featureIndex.push(j));
-  return subsetCols(logNorm, featureIndex.map((f) => (hvg.has(f) ? 1 : 0)));
+  return subsetCols(d.logNorm, d.featureIndex.map((f) => (hvg.has(f) ? 1 : 0)));
 }
 
 /** Exact k nearest neighbours (self included) of every `step`-th cell, by euclidean distance. */

@@ -24,7 +24,7 @@
  */
 import type { Csr } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";
-import { featureMomentsGpu } from "./normalize.js";
+import { featureMomentsCpu, featureMomentsGpu } from "./normalize.js";
 
 export type HvgFlavor = "seurat" | "cell_ranger" | "seurat_v3";
 
@@ -70,7 +70,7 @@ export function highlyVariableGenesCpu(input: HvgInput, opts: HvgOptions): HvgRe
   if (opts.flavor !== "seurat" && opts.flavor !== "cell_ranger") throw new Error(`unknown HVG flavor ${String(opts.flavor)}`);
   const X = input.logNorm;
   const p = X.nCols;
-  const { mean, variance } = input.moments ?? moments(X, opts.flavor === "seurat" ? (v) => Math.fround(Math.expm1(v)) : (v) => v);
+  const { mean, variance } = input.moments ?? featureMomentsCpu(X, opts.flavor === "seurat" ? (v) => Math.fround(Math.expm1(v)) : undefined);
   const means = new Float64Array(p);
   const dispersions = new Float64Array(p);
   for (let j = 0; j < p; j++) {
@@ -123,26 +123,6 @@ export function highlyVariableGenesCpu(input: HvgInput, opts: HvgOptions): HvgRe
   const cut = nTop > 0 ? finite[nTop - 1] : Infinity;
   const highlyVariable = Uint8Array.from(dispersionsNorm, (x) => (!Number.isNaN(x) && x >= cut ? 1 : 0));
   return { highlyVariable, means, dispersions, dispersionsNorm, meanBin };
-}
-
-/** Per-column mean and variance (ddof 1) of f(x), zeros included (f(0) = 0 assumed). */
-function moments(X: Csr, f: (v: number) => number): { mean: Float64Array; variance: Float64Array } {
-  const n = X.nRows;
-  const sum = new Float64Array(X.nCols);
-  const sumSq = new Float64Array(X.nCols);
-  const nnz = X.indptr[n];
-  for (let t = 0; t < nnz; t++) {
-    const v = f(X.data[t]);
-    sum[X.indices[t]] += v;
-    sumSq[X.indices[t]] += v * v;
-  }
-  const mean = new Float64Array(X.nCols);
-  const variance = new Float64Array(X.nCols);
-  for (let j = 0; j < X.nCols; j++) {
-    mean[j] = sum[j] / n;
-    variance[j] = n > 1 ? Math.max(0, (sumSq[j] - n * mean[j] * mean[j]) / (n - 1)) : 0;
-  }
-  return { mean, variance };
 }
 
 /** pd.cut(x, nBins): equal-width right-closed bins over [min, max], lowest edge lowered by 0.1 %. */
@@ -208,7 +188,7 @@ function median(v: number[]): number {
 function seuratV3(counts: Csr, nTopGenes: number): HvgResult {
   const n = counts.nRows;
   const p = counts.nCols;
-  const { mean, variance } = moments(counts, (v) => v);
+  const { mean, variance } = featureMomentsCpu(counts);
   const idx: number[] = [];
   for (let j = 0; j < p; j++) if (variance[j] > 0) idx.push(j);
   const fit = loessInterpolate(

@@ -26,14 +26,17 @@ export function normalizeTotalLog1pCpu(X: Csr, targetSum: number): Csr {
   return { nRows: X.nRows, nCols: X.nCols, indptr: X.indptr, indices: X.indices, data };
 }
 
-/** Per-feature mean and variance (ddof 1) over all rows, zeros included; float64 sums. */
-export function featureMomentsCpu(X: Csr): { mean: Float64Array; variance: Float64Array } {
+/**
+ * Per-feature mean and variance (ddof 1) of f(x) over all rows, zeros included (f(0) = 0
+ * assumed); float64 sums.
+ */
+export function featureMomentsCpu(X: Csr, f?: (v: number) => number): { mean: Float64Array; variance: Float64Array } {
   const n = X.nRows;
   const sum = new Float64Array(X.nCols);
   const sumSq = new Float64Array(X.nCols);
   const nnz = X.indptr[X.nRows];
   for (let k = 0; k < nnz; k++) {
-    const v = X.data[k];
+    const v = f ? f(X.data[k]) : X.data[k];
     sum[X.indices[k]] += v;
     sumSq[X.indices[k]] += v * v;
   }

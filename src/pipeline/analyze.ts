@@ -181,8 +181,12 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     let obsT: Table = input.obs;
     let varT: Table = input.var;
     const filterCells = () => {
-      const genesPerCell = cellQcCpu(X, new Uint8Array(X.nCols)).nGenesByCounts;
-      const keep = genesPerCell.map((g) => (g >= p.minGenes ? 1 : 0));
+      const keep = new Uint8Array(X.nRows);
+      for (let r = 0; r < X.nRows; r++) {
+        let genes = 0;
+        for (let t = X.indptr[r]; t < X.indptr[r + 1]; t++) if (X.data[t] !== 0) genes++;
+        keep[r] = genes >= p.minGenes ? 1 : 0;
+      }
       X = subsetRows(X, keep);
       obsT = subsetTable(obsT, keep);
     };
@@ -191,8 +195,8 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
       const keep = cellsPerGene.map((c) => (c >= p.minCells ? 1 : 0));
       X = subsetCols(X, keep);
       varT = subsetTable(varT, keep);
-      const nCells = cellsPerGeneCpu(X);
-      varT.columns.set("n_cells", { kind: "number", values: nCells });
+      // filter_genes stores each kept gene's cell count (the cells did not change).
+      varT.columns.set("n_cells", { kind: "number", values: cellsPerGene.filter((_, j) => keep[j]) });
     };
     if (p.preset === "seurat") {
       filterGenes();

@@ -8,14 +8,13 @@
  * absolute), identical top-25 genes per group.
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { subsetCols, subsetRows, type Csr } from "../../src/core/csr.js";
+import type { Csr } from "../../src/core/csr.js";
 import type { Gpu } from "../../src/gpu/device.js";
-import { readTenxMtxDir } from "../../src/io/mtx.js";
 import { rankGenesGroupsCpu, rankGenesGroupsGpu, type MarkerOptions, type MarkerResult } from "../../src/ops/markers.js";
 import { normalizeTotalLog1pCpu } from "../../src/ops/normalize.js";
-import { datasetDir, haveShared, readTsv, referenceDir } from "../helpers/reference.js";
+import { datasetDir, haveShared } from "../helpers/reference.js";
+import { referenceLeidenLabels, referenceQcInput } from "../helpers/referenceInput.js";
 import { bytesEqual, randomCsr, rng, testGpu } from "./util.js";
 
 const SMALL_LIMIT = 16 * 1024;
@@ -178,33 +177,9 @@ describe("rankGenesGroupsGpu vs rankGenesGroupsCpu", () => {
 
 /** The reference's QC cells, log-normalized, on genes kept by filter_genes(min_cells=3), with the reference Leiden labels (as test/markers.test.ts). */
 function preparePbmc3k(): Case {
-  const dataset = "pbmc3k";
-  const m = readTenxMtxDir(datasetDir(dataset));
-  const qc = readTsv(join(referenceDir(dataset), "qc.tsv.gz"));
-  const row = new Map(m.obs.index.map((b, i) => [b, i] as const));
-  const passMin = qc.col("pass_min_genes");
-  const passQc = qc.col("pass_qc");
-  const minMask = new Uint8Array(m.X.nRows);
-  const qcMask = new Uint8Array(m.X.nRows);
-  qc.col("barcode").forEach((b, i) => {
-    const r = row.get(b);
-    if (r === undefined) throw new Error(`barcode ${b} not in dataset`);
-    if (passMin[i] === "True") minMask[r] = 1;
-    if (passQc[i] === "True") qcMask[r] = 1;
-  });
-  const cellsPerGene = new Int32Array(m.X.nCols);
-  for (let r = 0; r < m.X.nRows; r++) {
-    if (!minMask[r]) continue;
-    for (let k = m.X.indptr[r]; k < m.X.indptr[r + 1]; k++) if (m.X.data[k] !== 0) cellsPerGene[m.X.indices[k]]++;
-  }
-  const keepGene = Uint8Array.from(cellsPerGene, (c) => (c >= 3 ? 1 : 0));
-  const X = normalizeTotalLog1pCpu(subsetCols(subsetRows(m.X, qcMask), keepGene), 1e4);
-  const keptBarcodes = m.obs.index.filter((_, r) => qcMask[r]);
-  const cl = readTsv(join(referenceDir(dataset), "clusters.tsv.gz"));
-  const leiden = new Map(cl.col("barcode").map((b, i) => [b, cl.col("leiden")[i]] as const));
-  const groupNames = [...new Set(leiden.values())].sort((a, b) => Number(a) - Number(b));
-  const code = new Map(groupNames.map((g, i) => [g, i] as const));
-  return { X, labels: Int32Array.from(keptBarcodes, (b) => code.get(leiden.get(b)!)!), names: groupNames };
+  const d = referenceQcInput("pbmc3k");
+  const { labels, groupNames } = referenceLeidenLabels("pbmc3k", d.barcodes);
+  return { X: d.logNorm, labels, names: groupNames };
 }
 
 describe.skipIf(!haveShared() || !existsSync(datasetDir("pbmc3k")))("rankGenesGroupsGpu on pbmc3k (reference QC cells and Leiden labels)", () => {

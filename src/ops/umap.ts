@@ -20,7 +20,8 @@
  * draw the same samples without shared state. Coordinates are float64 during optimisation (umap:
  * float32 with fastmath); d^b comes from a table plus a short series (relative error ~1e-11)
  * because Math.pow dominated the run time. Edges are visited in CSR order (umap: COO order of the
- * same matrix, also row-major). A disconnected graph gets umap's multi-component spectral layout
+ * same matrix, also row-major); which edges are sampled in an epoch comes from a precomputed
+ * schedule rather than a scan of every edge (same edges, same order). A disconnected graph gets umap's multi-component spectral layout
  * (see spectral.ts for where its anchors differ).
  */
 import type { Csr } from "../core/csr.js";
@@ -177,7 +178,7 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
   for (let r = 0; r < n; r++) head.fill(r, pruned.indptr[r], pruned.indptr[r + 1]);
   const tail = pruned.indices;
   const epochsPerNegative = Float64Array.from(epochsPerSample, (v) => v / negativeRate);
-  const nextSample = Float64Array.from(epochsPerSample);
+  const schedule = new SampleSchedule(epochsPerSample, nEpochs);
   const nextNegative = Float64Array.from(epochsPerNegative);
   const toVertex = n / 4294967296;
   // x^b by table (see powTable), hoisted into locals for the hot loop.
@@ -186,8 +187,12 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
 
   let alpha = initialAlpha;
   for (let epoch = 0; epoch < nEpochs; epoch++) {
-    for (let e = 0; e < nEdges; e++) {
-      if (nextSample[e] > epoch) continue;
+    // Hash prefix of negativeBase that depends on the epoch only.
+    const epochKey = Math.imul(epoch + 1, 0x9e3779b9);
+    const { order, start } = schedule.epoch(epoch);
+    const stop = start[epoch - schedule.first + 1];
+    for (let q = start[epoch - schedule.first]; q < stop; q++) {
+      const e = order[q];
       const j = head[e] * 2;
       const k = tail[e] * 2;
       let dx = emb[j] - emb[k];
@@ -202,24 +207,49 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
           pb = powValue[bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
         } else pb = Math.pow(d2, b);
         const coeff = (-2 * a * b * (pb / d2)) / (a * pb + 1);
-        const gx = clip(coeff * dx) * alpha;
-        const gy = clip(coeff * dy) * alpha;
+        let gx = coeff * dx;
+        let gy = coeff * dy;
+        gx = (gx > 4 ? 4 : gx < -4 ? -4 : gx) * alpha;
+        gy = (gy > 4 ? 4 : gy < -4 ? -4 : gy) * alpha;
         emb[j] += gx;
         emb[j + 1] += gy;
         emb[k] -= gx;
         emb[k + 1] -= gy;
       }
-      nextSample[e] += epochsPerSample[e];
 
-      const nNeg = Math.floor((epoch - nextNegative[e]) / epochsPerNegative[e]);
+      const epn = epochsPerNegative[e];
+      const nNeg = Math.floor((epoch - nextNegative[e]) / epn);
       if (nNeg <= 0) continue;
-      const base = negativeBase(seedKey, e, epoch);
+      nextNegative[e] += nNeg * epn;
+      // negativeBase and negativeDraw inlined (same arithmetic); x_j is kept in locals while its
+      // negative samples move it, and a draw of j itself is a no-op as in the plain loop (d² = 0).
+      let h = seedKey ^ e;
+      h ^= h >>> 16;
+      h = Math.imul(h, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h, 0xc2b2ae35);
+      h ^= h >>> 16;
+      h ^= epochKey;
+      h ^= h >>> 16;
+      h = Math.imul(h, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h, 0xc2b2ae35);
+      const base = h ^ (h >>> 16);
+      let xj = emb[j];
+      let yj = emb[j + 1];
       for (let p = 0; p < nNeg; p++) {
-        let v = Math.floor((negativeDraw(base, p) >>> 0) * toVertex);
+        h = base + Math.imul(p + 1, 0x85ebca6b);
+        h ^= h >>> 16;
+        h = Math.imul(h, 0x85ebca6b);
+        h ^= h >>> 13;
+        h = Math.imul(h, 0xc2b2ae35);
+        h ^= h >>> 16;
+        let v = Math.floor((h >>> 0) * toVertex);
         if (v >= n) v = n - 1;
         const o = v * 2;
-        dx = emb[j] - emb[o];
-        dy = emb[j + 1] - emb[o + 1];
+        if (o === j) continue;
+        dx = xj - emb[o];
+        dy = yj - emb[o + 1];
         d2 = dx * dx + dy * dy;
         if (d2 > 0) {
           f64[0] = d2;
@@ -230,19 +260,92 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
             pb = powValue[bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
           } else pb = Math.pow(d2, b);
           const coeff = (2 * gamma * b) / ((0.001 + d2) * (a * pb + 1));
-          emb[j] += clip(coeff * dx) * alpha;
-          emb[j + 1] += clip(coeff * dy) * alpha;
-        } else if (o !== j) {
+          const gx = coeff * dx;
+          const gy = coeff * dy;
+          xj += (gx > 4 ? 4 : gx < -4 ? -4 : gx) * alpha;
+          yj += (gy > 4 ? 4 : gy < -4 ? -4 : gy) * alpha;
+        } else {
           // Coincident with another point: umap 0.5.3 pushes by the clip value.
-          emb[j] += 4 * alpha;
-          emb[j + 1] += 4 * alpha;
+          xj += 4 * alpha;
+          yj += 4 * alpha;
         }
       }
-      nextNegative[e] += nNeg * epochsPerNegative[e];
+      emb[j] = xj;
+      emb[j + 1] = yj;
     }
     alpha = initialAlpha * (1 - epoch / nEpochs);
   }
   return Float32Array.from(emb);
+}
+
+// Edge samples listed per block of epochs: up to this many (edge, epoch) slots at a time.
+const SCHEDULE_SLOTS = 1 << 20;
+
+/**
+ * Which edges take a positive sample in each epoch, in ascending edge order: the edges with
+ * nextSample <= epoch of umap's loop, without scanning every edge every epoch. The schedule
+ * depends on epochs_per_sample only, and nextSample accumulates exactly as in that loop
+ * (nextSample += epochs_per_sample at each sample), so the same edges fire in the same epochs.
+ * Built for a block of epochs at a time (counting sort by epoch) to bound its memory.
+ */
+class SampleSchedule {
+  /** First epoch of the current block; start[t − first] .. start[t − first + 1] index `order`. */
+  first = 0;
+  private last = 0;
+  private readonly nextSample: Float64Array;
+  /** Epoch of each edge's next sample: the least integer epoch >= nextSample. */
+  private readonly nextEpoch: Float64Array;
+  private readonly span: number;
+  readonly order: Uint32Array;
+  readonly start: Uint32Array;
+
+  constructor(
+    private readonly epochsPerSample: Float64Array,
+    private readonly nEpochs: number,
+  ) {
+    const nEdges = epochsPerSample.length;
+    this.nextSample = Float64Array.from(epochsPerSample);
+    this.nextEpoch = Float64Array.from(epochsPerSample, (v) => Math.max(0, Math.ceil(v)));
+    this.span = Math.max(1, Math.min(nEpochs, Math.floor(SCHEDULE_SLOTS / Math.max(1, nEdges))));
+    this.order = new Uint32Array(nEdges * this.span);
+    this.start = new Uint32Array(this.span + 1);
+  }
+
+  /** The block holding `epoch` (epochs are asked for in increasing order). */
+  epoch(epoch: number): { order: Uint32Array; start: Uint32Array } {
+    if (epoch >= this.last) this.build(epoch, Math.min(this.nEpochs, epoch + this.span));
+    return this;
+  }
+
+  private build(first: number, last: number): void {
+    const { nextSample, nextEpoch, epochsPerSample, order, start } = this;
+    const nEdges = epochsPerSample.length;
+    start.fill(0);
+    // Pass 1 counts the samples of each epoch, pass 2 places them (edges ascending) and advances.
+    for (let e = 0; e < nEdges; e++) {
+      let at = nextSample[e];
+      for (let t = nextEpoch[e]; t < last; ) {
+        start[t - first + 1]++;
+        at += epochsPerSample[e];
+        t = Math.max(t + 1, Math.ceil(at));
+      }
+    }
+    for (let t = 1; t <= last - first; t++) start[t] += start[t - 1];
+    const fill = start.slice(0, last - first);
+    for (let e = 0; e < nEdges; e++) {
+      let at = nextSample[e];
+      let t = nextEpoch[e];
+      while (t < last) {
+        order[fill[t - first]++] = e;
+        at += epochsPerSample[e];
+        t = Math.max(t + 1, Math.ceil(at));
+      }
+      nextSample[e] = at;
+      nextEpoch[e] = t;
+    }
+    this.first = first;
+    this.last = last;
+  }
 }
 
 /** Keep entries >= max / epochs (umap zeroes the smaller ones and eliminates zeros). */
@@ -334,13 +437,10 @@ function powTable(b: number): PowTable {
   return { value, inverse, c };
 }
 
-function clip(v: number): number {
-  return v > 4 ? 4 : v < -4 ? -4 : v;
-}
-
 /**
  * Negative samples are a counter-based hash: draw p of edge e in epoch `epoch` is
  * fmix(fmix(fmix(seedKey ^ e) ^ epoch·φ) + (p + 1)·c), mapped to a vertex by multiply-and-floor.
+ * umapLayoutCpu inlines both functions (same arithmetic); the GPU twin's tests call them.
  */
 export function negativeBase(seedKey: number, e: number, epoch: number): number {
   return fmix(fmix(seedKey ^ e) ^ Math.imul(epoch + 1, 0x9e3779b9));

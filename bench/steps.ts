@@ -91,7 +91,7 @@ export function simulateCounts(n: number, g: number, seed: number): Csr {
   const pick = (i: number) => {
     let h = Math.imul(i ^ seed, 0x9e3779b1) >>> 0;
     h = Math.imul(h ^ (h >>> 15), 0x85ebca6b) >>> 0;
-    return (h ^ (h >>> 13)) % poolSize;
+    return ((h ^ (h >>> 13)) >>> 0) % poolSize; // unsigned: a signed remainder could be negative
   };
   const indptr = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) {

@@ -54,20 +54,7 @@ const KEY_BUDGET = 1 << 22;
 export function rankGenesGroupsCpu(X: Csr, labels: Int32Array, groupNames: string[], opts: MarkerOptions): MarkerResult {
   const nGroups = groupNames.length;
   const nGenes = X.nCols;
-  if (labels.length !== X.nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${X.nRows} cells`);
-  if (nGroups < 1 || nGroups > 1 << 20) throw new Error(`rankGenesGroups: unsupported number of groups ${nGroups}`);
-  const groupSize = new Float64Array(nGroups);
-  for (let r = 0; r < X.nRows; r++) {
-    const g = labels[r];
-    if (g < -1 || g >= nGroups) throw new Error(`rankGenesGroups: label ${g} of cell ${r} is outside -1..${nGroups - 1}`);
-    if (g >= 0) groupSize[g]++;
-  }
-  const small = groupNames.filter((_, g) => groupSize[g] < 2);
-  if (small.length > 0) {
-    throw new Error(`rankGenesGroups: could not calculate statistics for groups ${small.join(", ")} since they contain fewer than 2 cells`);
-  }
-  let nCells = 0;
-  for (let g = 0; g < nGroups; g++) nCells += groupSize[g];
+  const { groupSize, nLabelled: nCells } = checkGroups(X, labels, groupNames);
 
   // Per group × gene sums of values and squares (float64), and stored nonzeros per gene.
   const sum = new Float64Array(nGroups * nGenes);
@@ -288,6 +275,26 @@ function wilcoxon(
     }
     j0 = j1;
   }
+}
+
+/** Validates labels against the groups (scanpy refuses groups of fewer than 2 cells); cells per group. */
+function checkGroups(X: Csr, labels: Int32Array, groupNames: string[]): { groupSize: Float64Array; nLabelled: number } {
+  const nGroups = groupNames.length;
+  if (labels.length !== X.nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${X.nRows} cells`);
+  if (nGroups < 1 || nGroups > 1 << 20) throw new Error(`rankGenesGroups: unsupported number of groups ${nGroups}`);
+  const groupSize = new Float64Array(nGroups);
+  for (let r = 0; r < X.nRows; r++) {
+    const g = labels[r];
+    if (g < -1 || g >= nGroups) throw new Error(`rankGenesGroups: label ${g} of cell ${r} is outside -1..${nGroups - 1}`);
+    if (g >= 0) groupSize[g]++;
+  }
+  const small = groupNames.filter((_, g) => groupSize[g] < 2);
+  if (small.length > 0) {
+    throw new Error(`rankGenesGroups: could not calculate statistics for groups ${small.join(", ")} since they contain fewer than 2 cells`);
+  }
+  let nLabelled = 0;
+  for (let g = 0; g < nGroups; g++) nLabelled += groupSize[g];
+  return { groupSize, nLabelled };
 }
 
 /** Gene indices by score descending; exact ties by larger index first (a reversed stable ascending sort). */
@@ -520,20 +527,7 @@ export async function rankGenesGroupsGpu(
   const nGenes = X.nCols;
   if (opts.method !== "wilcoxon" && opts.method !== "t-test") throw new Error(`rankGenesGroups: unknown method ${String(opts.method)}`);
   const ranks = opts.method === "wilcoxon";
-  if (labels.length !== X.nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${X.nRows} cells`);
-  if (nGroups < 1 || nGroups > 1 << 20) throw new Error(`rankGenesGroups: unsupported number of groups ${nGroups}`);
-  const groupSize = new Float64Array(nGroups);
-  for (let r = 0; r < X.nRows; r++) {
-    const g = labels[r];
-    if (g < -1 || g >= nGroups) throw new Error(`rankGenesGroups: label ${g} of cell ${r} is outside -1..${nGroups - 1}`);
-    if (g >= 0) groupSize[g]++;
-  }
-  const small = groupNames.filter((_, g) => groupSize[g] < 2);
-  if (small.length > 0) {
-    throw new Error(`rankGenesGroups: could not calculate statistics for groups ${small.join(", ")} since they contain fewer than 2 cells`);
-  }
-  let N = 0;
-  for (let g = 0; g < nGroups; g++) N += groupSize[g];
+  const { groupSize, nLabelled: N } = checkGroups(X, labels, groupNames);
 
   // Labelled cells in (group, row) order, so that each gene's nonzeros come out group-major; stored
   // nonzeros per gene × group; largest |value| (sizes the fixed point).

@@ -95,6 +95,15 @@ class Scratch {
  * is the starting partition and receives the result; returns the summed gain of all moves.
  */
 function optimiseOnce(g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch): number {
+  return optimiseLevels(g0, membership, gamma, tw, rng, s, false);
+}
+
+/**
+ * The level loop of optimiseOnce: local moving (skipped on the first level when the caller has
+ * already moved the nodes there, as the GPU twin does), refinement, aggregation, until
+ * aggregation no longer shrinks the graph. Returns the summed gain of the CPU moves.
+ */
+function optimiseLevels(g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch, firstLevelMoved: boolean): number {
   const n0 = g0.n;
   const aggNode = new Int32Array(n0);
   for (let v = 0; v < n0; v++) aggNode[v] = v;
@@ -102,7 +111,7 @@ function optimiseOnce(g0: WGraph, membership: Int32Array, gamma: number, tw: num
   let m = membership;
   let improvement = 0;
   for (;;) {
-    improvement += moveNodes(g, m, gamma, tw, rng, s);
+    if (!(firstLevelMoved && g === g0)) improvement += moveNodes(g, m, gamma, tw, rng, s);
     const nComm = renumberInPlace(m);
     if (g !== g0) for (let v = 0; v < n0; v++) membership[v] = m[aggNode[v]];
 
@@ -368,29 +377,8 @@ async function leidenGpuOnce(gpu: Gpu, graph: Csr, opts: LeidenOptions): Promise
 
 /** optimiseOnce with the first level's local moving on the GPU. */
 async function optimiseOnceGpu(lm: GpuLocalMoving, g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch): Promise<void> {
-  const n0 = g0.n;
-  const aggNode = new Int32Array(n0);
-  for (let v = 0; v < n0; v++) aggNode[v] = v;
-  let g = g0;
-  let m = membership;
-  for (;;) {
-    if (g === g0) await lm.run(m);
-    else moveNodes(g, m, gamma, tw, rng, s);
-    const nComm = renumberInPlace(m);
-    if (g !== g0) for (let v = 0; v < n0; v++) membership[v] = m[aggNode[v]];
-
-    const refined = mergeNodesConstrained(g, m, gamma, tw, rng, s);
-    const nRefined = renumberInPlace(refined);
-    for (let v = 0; v < n0; v++) aggNode[v] = refined[aggNode[v]];
-    const next = aggregateGraph(g, refined, nRefined);
-    const nextM = new Int32Array(nRefined);
-    for (let v = 0; v < g.n; v++) nextM[refined[v]] = m[v];
-
-    const further = next.n < g.n && g.n > nComm;
-    g = next;
-    m = nextM;
-    if (!further) break;
-  }
+  await lm.run(membership);
+  optimiseLevels(g0, membership, gamma, tw, rng, s, true);
 }
 
 /** The first level's graph on the device and the colour-round loop of kernels/louvain.wgsl. */

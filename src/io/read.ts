@@ -12,7 +12,7 @@ import { InputError } from "./errors.js";
 import { readTenxH5 } from "./h5.js";
 import { readH5ad } from "./h5ad.js";
 import { withHdf5Diagnostics } from "./h5util.js";
-import { readTenxMtxDir } from "./mtx.js";
+import { readTenxMtxDirAsync } from "./mtx.js";
 
 const ACCEPTED = "a 10x MTX directory (matrix.mtx[.gz], features.tsv[.gz] or genes.tsv[.gz], barcodes.tsv[.gz]), a 10x Cell Ranger .h5 file, or an AnnData .h5ad file";
 
@@ -25,7 +25,7 @@ export async function readInput(path: string): Promise<CellMatrix> {
   }
   const lower = path.toLowerCase();
   let m: CellMatrix;
-  if (isDir) m = readTenxMtxDir(path);
+  if (isDir) m = await readTenxMtxDirAsync(path);
   else if (lower.endsWith(".h5ad")) m = await withHdf5Diagnostics(() => readH5ad(path));
   else if (lower.endsWith(".h5") || lower.endsWith(".hdf5")) m = await withHdf5Diagnostics(() => readTenxH5(path));
   else throw new InputError(path, `unrecognised input; expected ${ACCEPTED}`);

@@ -297,8 +297,9 @@ export function scaledSpmmCpu(
 }
 
 /**
- * GPU twin of scaledSpmmCpu (kernels/spmm.wgsl): one invocation per (cell, component), s_t formed
- * on the fly as gram.wgsl forms it, float32 sums in a fixed order (deterministic, chunk-independent).
+ * GPU twin of scaledSpmmCpu (kernels/spmm.wgsl): one invocation per cell and block of 8
+ * components, s_t formed on the fly as gram.wgsl forms it, float32 sums in a fixed order
+ * (deterministic, chunk-independent).
  * Cells are row-chunked so the n×k output (4k bytes a row) and the CSR arrays fit one binding each.
  */
 export async function scaledSpmmGpu(
@@ -328,11 +329,12 @@ export async function scaledSpmmGpu(
       const m = uploadCsrChunk(gpu, X, rc);
       try {
         const cnt = m.nRows * k;
+        const invocations = m.nRows * Math.ceil(k / 8);
         const outBuf = gpu.createBuffer(cnt * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, "spmm.out");
         const params = gpu.uniforms({ u32: [m.nRows, k, maxValue === undefined ? 0 : 1], f32: [maxValue ?? 0] });
         temp.push(outBuf, params);
         await gpu.run("spmm.scores", [
-          { pipeline: pipe, bindings: [params, m.indptr, m.indices, m.data, temp[0], temp[1], temp[2], outBuf], workgroups: Math.ceil(cnt / 64) },
+          { pipeline: pipe, bindings: [params, m.indptr, m.indices, m.data, temp[0], temp[1], temp[2], outBuf], workgroups: Math.ceil(invocations / 64) },
         ]);
         out.set(new Float32Array(await gpu.readback(outBuf, cnt * 4)), rc.rowStart * k);
       } finally {

@@ -19,6 +19,7 @@
  * exact zero rather than imitate noise that cannot be reproduced cell for cell.
  */
 
+import { Rng } from "../core/random.js";
 import type { Gpu } from "../gpu/device.js";
 
 export interface Knn {
@@ -278,4 +279,231 @@ export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: 
     for (const b of temp) b.destroy();
   }
   return { n, k, indices, distances };
+}
+
+/**
+ * Approximate k-nearest neighbours by NN-descent (Dong, Charikar & Li 2011), in the form
+ * pynndescent uses (what scanpy calls for n_obs ≥ 8,192), for inputs too large for the exact
+ * O(n² d) scan. Same output contract as knnExactCpu: self first at distance exactly 0, the other
+ * k − 1 sorted by (distance, index), euclidean distances from float64 sums over the float32 points.
+ *
+ * Algorithm: each point starts with k − 1 distinct random others (seeded Rng). Each iteration
+ * gathers, per point, up to `cap` "new" and "old" candidates — its neighbours plus its reverse
+ * neighbours, those over the cap dropped by a random priority (pynndescent's sampling) — then
+ * joins new×new and new×old candidates pairwise, offering each pair to both lists. It stops when
+ * fewer than delta·n·k lists changed entries, or after maxIterations (default max(5, log2 n)).
+ * Differences from pynndescent: random initialisation only (no RP-tree forest), a serial join in a
+ * fixed order (so a given seed always gives the same bytes), and candidate cap max(k, 60) rather
+ * than min(60, k) — the larger cap makes up for the missing tree initialisation (k = 15: recall
+ * 0.983 → 0.993 on pbmc3k's 50 PCs, 0.935 → 0.966 on 20,000 × 50 Gaussian clusters).
+ */
+export function knnApproxCpu(
+  points: Float32Array,
+  n: number,
+  d: number,
+  k: number,
+  opts: { seed?: number; maxIterations?: number; delta?: number } = {},
+): Knn {
+  if (!Number.isInteger(n) || !Number.isInteger(d) || !Number.isInteger(k) || n < 1 || d < 1) {
+    throw new RangeError(`knnApproxCpu: n, d must be positive integers (got n=${n}, d=${d}, k=${k})`);
+  }
+  if (k < 1 || k > n) throw new RangeError(`knnApproxCpu: need 1 <= k <= n (got k=${k}, n=${n})`);
+  if (points.length !== n * d) {
+    throw new RangeError(`knnApproxCpu: points has ${points.length} values, expected n*d = ${n * d}`);
+  }
+  const seed = opts.seed ?? 0;
+  const maxIterations = opts.maxIterations ?? Math.max(5, Math.round(Math.log2(n)));
+  const delta = opts.delta ?? 0.001;
+  const rng = new Rng(seed);
+  const x = Float64Array.from(points);
+  const m = k - 1; // neighbours besides self
+  const heap = new NeighbourHeaps(n, m);
+
+  if (m > 0) {
+    // Random start: m distinct others per point (stamp marks the ones already drawn for i).
+    const stamp = new Int32Array(n).fill(-1);
+    for (let i = 0; i < n; i++) {
+      stamp[i] = i;
+      for (let got = 0; got < m; ) {
+        const j = rng.nextU32() % n;
+        if (stamp[j] === i) continue;
+        stamp[j] = i;
+        heap.push(i, dist2(x, i * d, j * d, d), j);
+        got++;
+      }
+    }
+
+    const cap = Math.max(k, 60);
+    const fresh = new CandidateHeaps(n, cap);
+    const old = new CandidateHeaps(n, cap);
+    for (let iter = 0; iter < maxIterations; iter++) {
+      fresh.clear();
+      old.clear();
+      for (let i = 0; i < n; i++) {
+        for (let r = 0; r < m; r++) {
+          const e = i * m + r;
+          const j = heap.idx[e];
+          const p = rng.nextFloat();
+          const target = heap.isNew[e] ? fresh : old;
+          target.push(i, p, j);
+          target.push(j, p, i);
+        }
+      }
+      // Neighbours that made it into the sample are joined now; later rounds treat them as old.
+      for (let i = 0; i < n; i++) {
+        for (let r = 0; r < m; r++) {
+          const e = i * m + r;
+          if (heap.isNew[e] && fresh.has(i, heap.idx[e])) heap.isNew[e] = 0;
+        }
+      }
+
+      let updates = 0;
+      for (let i = 0; i < n; i++) {
+        const base = i * cap; // both candidate heaps share the layout
+        const nc = fresh.count[i];
+        const oc = old.count[i];
+        for (let a = 0; a < nc; a++) {
+          const p = fresh.idx[base + a];
+          for (let b = a + 1; b < nc; b++) {
+            const q = fresh.idx[base + b];
+            const s = dist2(x, p * d, q * d, d);
+            updates += heap.push(p, s, q) + heap.push(q, s, p);
+          }
+          for (let b = 0; b < oc; b++) {
+            const q = old.idx[base + b];
+            if (q === p) continue;
+            const s = dist2(x, p * d, q * d, d);
+            updates += heap.push(p, s, q) + heap.push(q, s, p);
+          }
+        }
+      }
+      if (updates < delta * n * k) break;
+    }
+  }
+
+  const indices = new Int32Array(n * k);
+  const distances = new Float32Array(n * k);
+  const order = new Int32Array(m);
+  for (let i = 0; i < n; i++) {
+    indices[i * k] = i;
+    distances[i * k] = 0;
+    const base = i * m;
+    for (let r = 0; r < m; r++) order[r] = r;
+    order.sort((a, b) => heap.dist[base + a] - heap.dist[base + b] || heap.idx[base + a] - heap.idx[base + b]);
+    for (let r = 0; r < m; r++) {
+      indices[i * k + 1 + r] = heap.idx[base + order[r]];
+      distances[i * k + 1 + r] = Math.sqrt(heap.dist[base + order[r]]);
+    }
+  }
+  return { n, k, indices, distances };
+}
+
+/** Per point, a max-heap of its m best others by (squared distance, index), with a "new" flag each. */
+class NeighbourHeaps {
+  readonly dist: Float64Array;
+  readonly idx: Int32Array;
+  readonly isNew: Uint8Array;
+
+  constructor(
+    n: number,
+    private readonly m: number,
+  ) {
+    this.dist = new Float64Array(n * m).fill(Infinity);
+    this.idx = new Int32Array(n * m).fill(0x7fffffff);
+    this.isNew = new Uint8Array(n * m);
+  }
+
+  /** Offers j to i's list; 1 when it entered (displacing the worst), 0 when worse or already there. */
+  push(i: number, s: number, j: number): number {
+    const m = this.m;
+    const base = i * m;
+    const dist = this.dist;
+    const idx = this.idx;
+    if (s > dist[base] || (s === dist[base] && j >= idx[base])) return 0;
+    for (let r = 0; r < m; r++) if (idx[base + r] === j) return 0;
+    // Replace the root and sift down; the larger (distance, index) child rises.
+    let at = 0;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= m) break;
+      let c = l;
+      const rr = l + 1;
+      if (rr < m && (dist[base + rr] > dist[base + l] || (dist[base + rr] === dist[base + l] && idx[base + rr] > idx[base + l]))) c = rr;
+      if (dist[base + c] > s || (dist[base + c] === s && idx[base + c] > j)) {
+        dist[base + at] = dist[base + c];
+        idx[base + at] = idx[base + c];
+        this.isNew[base + at] = this.isNew[base + c];
+        at = c;
+      } else break;
+    }
+    dist[base + at] = s;
+    idx[base + at] = j;
+    this.isNew[base + at] = 1;
+    return 1;
+  }
+}
+
+/** Per point, up to `cap` distinct candidates kept by smallest random priority (a max-heap on it). */
+class CandidateHeaps {
+  readonly pri: Float64Array;
+  readonly idx: Int32Array;
+  readonly count: Int32Array;
+
+  constructor(
+    n: number,
+    private readonly cap: number,
+  ) {
+    this.pri = new Float64Array(n * cap);
+    this.idx = new Int32Array(n * cap);
+    this.count = new Int32Array(n);
+  }
+
+  clear(): void {
+    this.count.fill(0);
+  }
+
+  has(i: number, j: number): boolean {
+    const base = i * this.cap;
+    for (let r = 0, c = this.count[i]; r < c; r++) if (this.idx[base + r] === j) return true;
+    return false;
+  }
+
+  push(i: number, p: number, j: number): void {
+    const cap = this.cap;
+    const base = i * cap;
+    const pri = this.pri;
+    const idx = this.idx;
+    const c = this.count[i];
+    if (c === cap && p >= pri[base]) return;
+    if (this.has(i, j)) return;
+    if (c < cap) {
+      // Append and sift up.
+      let at = c;
+      while (at > 0) {
+        const parent = (at - 1) >> 1;
+        if (pri[base + parent] >= p) break;
+        pri[base + at] = pri[base + parent];
+        idx[base + at] = idx[base + parent];
+        at = parent;
+      }
+      pri[base + at] = p;
+      idx[base + at] = j;
+      this.count[i] = c + 1;
+      return;
+    }
+    // Full: replace the root (largest priority) and sift down.
+    let at = 0;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= cap) break;
+      let ch = l;
+      if (l + 1 < cap && pri[base + l + 1] > pri[base + l]) ch = l + 1;
+      if (pri[base + ch] <= p) break;
+      pri[base + at] = pri[base + ch];
+      idx[base + at] = idx[base + ch];
+      at = ch;
+    }
+    pri[base + at] = p;
+    idx[base + at] = j;
+  }
 }

@@ -69,6 +69,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   set("nComps", "nComps");
   set("nPcs", "nPcs");
   set("nNeighbors", "nNeighbors");
+  set("knnMethod", "knnMethod");
   set("resolution", "resolution");
   set("minDist", "minDist");
   set("nStarts", "nStarts");
@@ -119,6 +120,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
     cells_kept: out.nCells,
     genes_kept: out.nGenes,
     clusters: out.nClusters,
+    knn: { method: out.knnMethod, recall_estimate: out.knnRecallEstimate },
     steps: steps.map((s) => ({ step: s.step, ms: Math.round(s.ms * 10) / 10, backend: s.backend, ...(s.cached ? { cached: true } : {}) })),
     total_ms: 0,
   };
@@ -150,6 +152,7 @@ program
   .option("--n-comps <n>", "PCA components (50)", num("--n-comps", { int: true, min: 1 }))
   .option("--n-pcs <n>", "PCs used for neighbours (all comps; seurat preset 10)", num("--n-pcs", { int: true, min: 1 }))
   .option("--n-neighbors <n>", "neighbours (15; seurat preset 20)", num("--n-neighbors", { int: true, min: 2 }))
+  .addOption(new Option("--knn-method <name>", "kNN search: exact, approx (NN-descent), auto (exact up to 50,000 cells)").choices(["auto", "exact", "approx"]))
   .option("--resolution <x>", "clustering resolution (1; seurat preset 0.5)", num("--resolution", { min: 0 }))
   .option("--n-starts <n>", "clustering starts, best modularity kept (1; seurat preset 10)", num("--n-starts", { int: true, min: 1 }))
   .option("--min-dist <x>", "UMAP min_dist (0.5)", num("--min-dist", { min: 0 }))

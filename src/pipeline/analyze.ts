@@ -9,7 +9,7 @@ import type { Csr } from "../core/csr.js";
 import { subsetCols, subsetRows } from "../core/csr.js";
 import { fuzzySimplicialSetCpu, fuzzySimplicialSetGpu, knnDistancesCsr, snnGraphCpu, snnGraphGpu } from "../ops/connectivities.js";
 import { highlyVariableGenesCpu, highlyVariableGenesGpu } from "../ops/hvg.js";
-import { knnExactCpu, knnExactGpu, type Knn } from "../ops/knn.js";
+import { knnApproxCpu, knnExactCpu, knnExactGpu, type Knn } from "../ops/knn.js";
 import { leidenCpu, leidenGpu } from "../ops/leiden.js";
 import { louvainCpu } from "../ops/louvain.js";
 import { markersToUns, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
@@ -48,6 +48,33 @@ export interface ProgressEvent {
 
 const STEP_COUNT = 10;
 
+/** Above this many cells, knnMethod "auto" uses NN-descent on the CPU backend. */
+export const KNN_EXACT_MAX_CELLS = 50_000;
+
+/** Mean |found ∩ exact| / k over up to 256 evenly spaced query cells (exact by brute force). */
+function sampledKnnRecall(pts: Float32Array, n: number, d: number, knn: Knn): number {
+  const k = knn.k;
+  const queries = Math.min(n, 256);
+  const dist = new Float64Array(n);
+  const order = new Int32Array(n);
+  let hits = 0;
+  for (let q = 0; q < queries; q++) {
+    const i = Math.floor((q * n) / queries);
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let t = 0; t < d; t++) {
+        const diff = pts[i * d + t] - pts[j * d + t];
+        s += diff * diff;
+      }
+      dist[j] = j === i ? -1 : s;
+      order[j] = j;
+    }
+    const exact = new Set(Array.from(order.sort((a, b) => dist[a] - dist[b] || a - b).subarray(0, k)));
+    for (let t = 0; t < k; t++) if (exact.has(knn.indices[i * k + t])) hits++;
+  }
+  return hits / (queries * k);
+}
+
 export interface AnalyzeHooks {
   /** Memoize step results here (see cache.ts); a step whose key is present is not recomputed. */
   cache?: StepCache;
@@ -76,6 +103,9 @@ export interface AnalyzeOutput {
   pcaScores: Float32Array;
   umap: Float32Array;
   knn: Knn;
+  knnMethod: "exact" | "nn-descent";
+  /** 1 for exact kNN; for NN-descent, recall against exact neighbours of a sample of cells. */
+  knnRecallEstimate: number;
   hvgMask: Uint8Array;
   varianceRatio: Float64Array;
 }
@@ -165,7 +195,7 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   const normKey = keyOf("normalize", { targetSum: p.targetSum }, [qcKey]);
   const hvgKey = keyOf("hvg", { flavor: p.flavor, nTopGenes: p.nTopGenes }, [normKey]);
   const pcaKey = keyOf("pca", { nComps: p.nComps, maxValue: p.maxValue ?? null, seed: p.seed }, [hvgKey]);
-  const knnKey = keyOf("neighbors_knn", { nPcs: p.nPcs, nNeighbors: p.nNeighbors }, [pcaKey]);
+  const knnKey = keyOf("neighbors_knn", { nPcs: p.nPcs, nNeighbors: p.nNeighbors, knnMethod: p.knnMethod }, [pcaKey]);
   const graphKey = keyOf("neighbors_graph", { graph: p.graph, snnPrune: p.snnPrune }, [knnKey]);
   const clusterKey = keyOf(p.clustering, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts }, [graphKey]);
   const umapKey = keyOf("umap", { minDist: p.minDist, spread: p.spread, seed: p.seed }, [graphKey]);
@@ -277,12 +307,16 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   const nPcs = Math.min(p.nPcs, k);
   const pts = new Float32Array(nCells * nPcs);
   for (let i = 0; i < nCells; i++) pts.set(pca.scores.subarray(i * k, i * k + nPcs), i * nPcs);
+  // Exact kNN unless asked for, or (auto, CPU backend) above KNN_EXACT_MAX_CELLS: then NN-descent,
+  // with its recall estimated against exact neighbours of a fixed sample of cells.
+  const approx = p.knnMethod === "approx" || (p.knnMethod === "auto" && !gpu && nCells > KNN_EXACT_MAX_CELLS);
   const knn = await step(
     "neighbors_knn",
     knnKey,
-    () => knnExactCpu(pts, nCells, nPcs, p.nNeighbors),
-    (g) => knnExactGpu(g, pts, nCells, nPcs, p.nNeighbors),
+    () => (approx ? knnApproxCpu(pts, nCells, nPcs, p.nNeighbors, { seed: p.seed }) : knnExactCpu(pts, nCells, nPcs, p.nNeighbors)),
+    approx ? undefined : (g) => knnExactGpu(g, pts, nCells, nPcs, p.nNeighbors),
   );
+  const knnRecall = approx ? sampledKnnRecall(pts, nCells, nPcs, knn) : 1;
 
   const { connectivities, distances, clusterGraph } = await step(
     "neighbors_graph",
@@ -375,7 +409,15 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     neighbors: {
       connectivities_key: "connectivities",
       distances_key: "distances",
-      params: { n_neighbors: p.nNeighbors, method: "umap", metric: "euclidean", n_pcs: nPcs, random_state: p.seed },
+      params: {
+        n_neighbors: p.nNeighbors,
+        method: "umap",
+        metric: "euclidean",
+        n_pcs: nPcs,
+        random_state: p.seed,
+        knn_method: approx ? "nn-descent" : "exact",
+        knn_recall_estimate: knnRecall,
+      },
     },
     [p.clustering]: { params: { resolution: p.resolution, random_state: p.seed, n_iterations: -1, n_starts: p.nStarts } },
     umap: { params: { ...findAbParams(p.spread, p.minDist) } },
@@ -410,6 +452,8 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     pcaScores: pca.scores,
     umap,
     knn,
+    knnMethod: approx ? "nn-descent" : "exact",
+    knnRecallEstimate: knnRecall,
     hvgMask: hvg.highlyVariable,
     varianceRatio: pca.varianceRatio,
   };

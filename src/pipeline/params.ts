@@ -20,6 +20,8 @@ export interface AnalyzeParams {
   /** PCs used for the neighbour search (scanpy: all computed comps; Seurat tutorial: 10). */
   nPcs: number;
   nNeighbors: number;
+  /** "exact" brute force; "approx" NN-descent; "auto": exact up to 50,000 cells (always on a GPU). */
+  knnMethod: "auto" | "exact" | "approx";
   /** "umap": scanpy's fuzzy simplicial set; "snn": Seurat's shared-nearest-neighbour graph. */
   graph: "umap" | "snn";
   snnPrune: number;
@@ -46,6 +48,7 @@ export const scanpyDefaults: AnalyzeParams = {
   nComps: 50,
   nPcs: 50,
   nNeighbors: 15,
+  knnMethod: "auto",
   graph: "umap",
   snnPrune: 1 / 15,
   clustering: "leiden",

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { compare, loadReference, type Comparable } from "../bench/accuracy.js";
 import { parseSize, referenceDatasets } from "../bench/datasets.js";
-import { haveShared, referenceDir } from "./helpers/reference.js";
+import { referenceDir } from "./helpers/reference.js";
 
 /** The same run with its cells listed in another order (neighbour lists renumbered). */
 function permuted(c: Comparable, perm: number[]): Comparable {
@@ -26,7 +26,7 @@ describe("bench", () => {
     expect(() => parseSize("ten")).toThrow();
   });
 
-  it.skipIf(!haveShared())("finds the reference datasets with their QC thresholds", () => {
+  it("finds the reference datasets with their QC thresholds", () => {
     const ds = referenceDatasets();
     const by = new Map(ds.map((d) => [d.name, d]));
     expect(by.get("pbmc3k")).toMatchObject({ minGenes: 200, minCells: 3, maxGenes: 2500, maxPctMt: 5 });
@@ -38,7 +38,7 @@ describe("bench", () => {
     expect(ds.every((d) => d.refDir !== undefined)).toBe(true);
   });
 
-  it.skipIf(!haveShared())("matches cells by barcode: the reference against itself, reordered, agrees fully", () => {
+  it("matches cells by barcode: the reference against itself, reordered, agrees fully", () => {
     const ref = loadReference(referenceDir("pbmc3k"));
     expect(ref.barcodes.length).toBe(2638);
     expect(ref.hvgFeatureIndex.length).toBe(2000);
@@ -54,7 +54,7 @@ describe("bench", () => {
     expect(a.marker_top25_overlap).toBe(1);
   });
 
-  it.skipIf(!haveShared())("detects disagreement: shuffled clusters and a shifted kNN list score low", () => {
+  it("detects disagreement: shuffled clusters and a shifted kNN list score low", () => {
     const ref = loadReference(referenceDir("pbmc3k"));
     const n = ref.barcodes.length;
     const bad: Comparable = {

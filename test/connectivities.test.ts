@@ -7,7 +7,7 @@ import {
   snnGraphCpu,
 } from "../src/ops/connectivities.js";
 import { type Knn, knnExactCpu } from "../src/ops/knn.js";
-import { haveShared, readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
+import { readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
 
 function readKnn(dataset: string, tool: string): Knn {
   const dir = referenceDir(dataset, tool);
@@ -68,7 +68,7 @@ function compareToReference(g: Csr, ref: Map<number, number>): { missing: number
   return { missing: ref.size - found, extra, maxAbs };
 }
 
-describe.skipIf(!haveShared())("fuzzySimplicialSetCpu vs scanpy's connectivities (from the reference kNN)", () => {
+describe("fuzzySimplicialSetCpu vs scanpy's connectivities (from the reference kNN)", () => {
   for (const dataset of ["pbmc3k", "kang2018_ctrl_5donors"]) {
     it(dataset, () => {
       const knn = readKnn(dataset, "scanpy_like");
@@ -106,7 +106,7 @@ describe.skipIf(!haveShared())("fuzzySimplicialSetCpu vs scanpy's connectivities
   });
 });
 
-describe.skipIf(!haveShared())("connectivities from our own exact kNN (pbmc3k)", () => {
+describe("connectivities from our own exact kNN (pbmc3k)", () => {
   it("same graph as scanpy; weights equal where scanpy's self-distances are exactly 0", () => {
     const dir = referenceDir("pbmc3k", "scanpy_like");
     const pca = readMatrix(`${dir}/pca.tsv.gz`, "PC_");
@@ -154,7 +154,7 @@ describe("knnDistancesCsr", () => {
     expect(() => knnDistancesCsr(knn)).toThrow(/row 0/);
   });
 
-  it.skipIf(!haveShared())("holds the reference kNN distances (pbmc3k)", () => {
+  it("holds the reference kNN distances (pbmc3k)", () => {
     const knn = readKnn("pbmc3k", "scanpy_like");
     const d = knnDistancesCsr(knn);
     expectWellFormed(d, knn.n);
@@ -207,7 +207,7 @@ describe("snnGraphCpu", () => {
   });
 
   for (const dataset of ["pbmc3k", "kang2018_ctrl_5donors"]) {
-    it.skipIf(!haveShared())(`equals Seurat's RNA_snn from Seurat's own kNN (${dataset})`, () => {
+    it(`equals Seurat's RNA_snn from Seurat's own kNN (${dataset})`, () => {
       const knn = readKnn(dataset, "seurat");
       expect(knn.k).toBe(20);
       const ref = readGraph(`${referenceDir(dataset, "seurat")}/snn_graph.tsv.gz`, knn.n);

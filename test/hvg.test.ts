@@ -5,7 +5,7 @@ import { readTenxMtxDir } from "../src/io/mtx.js";
 import { jaccard } from "../src/metrics/index.js";
 import { highlyVariableGenesCpu, loessInterpolate } from "../src/ops/hvg.js";
 import { scaleParamsCpu } from "../src/ops/scale.js";
-import { datasetDir, haveShared, readTsv, referenceDir } from "./helpers/reference.js";
+import { datasetDir, readTsv, referenceDir } from "./helpers/reference.js";
 import { referenceQcInput } from "./helpers/referenceInput.js";
 
 
@@ -16,7 +16,7 @@ function worstExcess(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-5): 
   return worst;
 }
 
-describe.skipIf(!haveShared())("highly variable genes vs references", () => {
+describe("highly variable genes vs references", () => {
   for (const name of ["pbmc3k", "kang2018_ctrl_5donors"]) {
     it(`seurat flavor and scale params match scanpy_like on ${name}`, () => {
       const d = referenceQcInput(name);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { knnRecall } from "../src/metrics/index.js";
 import { knnExactCpu } from "../src/ops/knn.js";
-import { haveShared, readMatrix, referenceDir } from "./helpers/reference.js";
+import { readMatrix, referenceDir } from "./helpers/reference.js";
 
 /** mulberry32: a small seeded PRNG, so the random shapes are the same every run. */
 function rng(seed: number): () => number {
@@ -113,7 +113,7 @@ describe("knnExactCpu on random inputs vs a naive float64 implementation", () =>
   });
 });
 
-describe.skipIf(!haveShared())("knnExactCpu vs scanpy's exact kNN on the reference PCs", () => {
+describe("knnExactCpu vs scanpy's exact kNN on the reference PCs", () => {
   for (const dataset of ["pbmc3k", "kang2018_ctrl_5donors"]) {
     it(dataset, () => {
       const dir = referenceDir(dataset, "scanpy_like");

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Rng } from "../src/core/random.js";
 import { knnRecall } from "../src/metrics/index.js";
 import { type Knn, knnApproxCpu, knnExactCpu } from "../src/ops/knn.js";
-import { haveShared, readMatrix, referenceDir } from "./helpers/reference.js";
+import { readMatrix, referenceDir } from "./helpers/reference.js";
 
 /** n points in d dims around `clusters` Gaussian centres (spread 4) with unit noise; seeded. */
 function clustered(n: number, d: number, clusters: number, seed: number): Float32Array {
@@ -68,7 +68,7 @@ describe("knnApproxCpu (NN-descent)", () => {
     expect(Buffer.from(c.indices.buffer).equals(Buffer.from(a1.indices.buffer))).toBe(false);
   });
 
-  it.runIf(haveShared())("recall ≥ 0.95 vs exact on pbmc3k's 50 reference PCs, k = 15", () => {
+  it("recall ≥ 0.95 vs exact on pbmc3k's 50 reference PCs, k = 15", () => {
     const pca = readMatrix(`${referenceDir("pbmc3k")}/pca.tsv.gz`, "PC_");
     expect(pca.k).toBe(50);
     const x = Float32Array.from(pca.data);

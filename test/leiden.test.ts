@@ -8,7 +8,7 @@ import type { Csr } from "../src/core/csr.js";
 import { adjustedRandIndex, modularity } from "../src/metrics/index.js";
 import { leidenCpu } from "../src/ops/leiden.js";
 import { JavaRandom, louvainCpu } from "../src/ops/louvain.js";
-import { datasetDir, haveShared, readTsv, referenceDir } from "./helpers/reference.js";
+import { datasetDir, readTsv, referenceDir } from "./helpers/reference.js";
 
 /** CSR from (i, j, w) triplets, column indices sorted within each row. */
 function csrFromTriplets(n: number, I: ArrayLike<number>, J: ArrayLike<number>, W: ArrayLike<number>): Csr {
@@ -137,7 +137,7 @@ describe("synthetic graphs with known answers", () => {
   });
 });
 
-describe.skipIf(!haveShared())("Leiden vs scanpy-like leidenalg", () => {
+describe("Leiden vs scanpy-like leidenalg", () => {
   for (const [ds, ariBar] of [
     ["pbmc3k", 0.65],
     ["kang2018_ctrl_5donors", 0.9],
@@ -193,7 +193,7 @@ describe.skipIf(!haveShared())("Leiden vs scanpy-like leidenalg", () => {
   });
 });
 
-describe.skipIf(!haveShared())("Louvain vs Seurat FindClusters", () => {
+describe("Louvain vs Seurat FindClusters", () => {
   it("pbmc3k SNN at resolution 0.5: agrees with Seurat's clusters and the tutorial cell types", () => {
     const dir = referenceDir("pbmc3k", "seurat");
     const t = readTsv(join(dir, "snn_graph.tsv.gz"));

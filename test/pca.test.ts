@@ -7,7 +7,7 @@ import { knnRecall, subspaceSimilarity } from "../src/metrics/index.js";
 import { scaledGramCpu } from "../src/ops/gram.js";
 import { pcaCpu } from "../src/ops/pca.js";
 import { scaleParamsCpu } from "../src/ops/scale.js";
-import { haveShared, readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
+import { readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
 import { referenceQcInput } from "./helpers/referenceInput.js";
 
 /** Reference QC-passing cells (COMMON.md recipe), normalized, restricted to the reference HVGs. */
@@ -45,7 +45,7 @@ function bruteKnn(x: ArrayLike<number>, n: number, d: number, k: number, step: n
   return out;
 }
 
-describe.skipIf(!haveShared())("PCA vs scanpy_like reference", () => {
+describe("PCA vs scanpy_like reference", () => {
   for (const name of ["pbmc3k", "kang2018_ctrl_5donors"]) {
     it(`pcaCpu on ${name}: subspace, variance ratio, signs, kNN@15 recall`, () => {
       const X = prepareHvgMatrix(name);

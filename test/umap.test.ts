@@ -4,7 +4,7 @@ import { Rng } from "../src/core/random.js";
 import { trustworthiness } from "../src/metrics/index.js";
 import { connectedComponents, spectralLayoutCpu } from "../src/ops/spectral.js";
 import { findAbParams, umapLayoutCpu } from "../src/ops/umap.js";
-import { haveShared, readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
+import { readMatrix, readTsv, referenceDir } from "./helpers/reference.js";
 
 /** The reference's obsp['connectivities'] (i, j, weight, both directions) as CSR. */
 function loadConnectivities(dataset: string, n: number): Csr {
@@ -175,7 +175,7 @@ describe("spectralLayoutCpu", () => {
   });
 });
 
-describe.runIf(haveShared())("umapLayoutCpu on reference connectivities", () => {
+describe("umapLayoutCpu on reference connectivities", () => {
   it("pbmc3k: trustworthiness as umap-learn's, same bytes for the same seed", () => {
     const pca = readMatrix(`${referenceDir("pbmc3k")}/pca.tsv.gz`, "PC_");
     const ref = readMatrix(`${referenceDir("pbmc3k")}/umap.tsv.gz`, "UMAP_");

@@ -18,7 +18,7 @@ import {
   snnGraphGpu,
 } from "../../src/ops/connectivities.js";
 import { type Knn, knnExactCpu } from "../../src/ops/knn.js";
-import { haveShared, readMatrix, referenceDir } from "../helpers/reference.js";
+import { readMatrix, referenceDir } from "../helpers/reference.js";
 import { bytesEqual, maxRelErr, rng, testGpu } from "./util.js";
 
 let gpu: Gpu;
@@ -123,7 +123,7 @@ describe("snnGraphGpu vs snnGraphCpu: identical graphs", () => {
   });
 });
 
-describe.skipIf(!haveShared())("fuzzySimplicialSetGpu on pbmc3k", () => {
+describe("fuzzySimplicialSetGpu on pbmc3k", () => {
   it("scanpy's kNN lists and our exact kNN: same graph as the CPU twin, weights within 1e-4", async () => {
     const dir = referenceDir("pbmc3k", "scanpy_like");
     const idx = readMatrix(`${dir}/knn_indices.tsv.gz`, "nn_");

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Gpu } from "../../src/gpu/device.js";
 import { knnRecall } from "../../src/metrics/index.js";
 import { type Knn, knnExactCpu, knnExactGpu } from "../../src/ops/knn.js";
-import { haveShared, readMatrix, referenceDir } from "../helpers/reference.js";
+import { readMatrix, referenceDir } from "../helpers/reference.js";
 import { bytesEqual, rng, testGpu } from "./util.js";
 
 let gpu: Gpu;
@@ -135,7 +135,7 @@ describe("knnExactGpu chunking and determinism", () => {
   });
 });
 
-describe.skipIf(!haveShared())("knnExactGpu on the pbmc3k reference PCs", () => {
+describe("knnExactGpu on the pbmc3k reference PCs", () => {
   it("recall vs knnExactCpu >= 0.999, distances within 1e-4", async () => {
     const pca = readMatrix(`${referenceDir("pbmc3k", "scanpy_like")}/pca.tsv.gz`, "PC_");
     const x = Float32Array.from(pca.data);

@@ -12,13 +12,13 @@ export function datasetDir(name: string): string {
   return join(sharedDir, "datasets", name);
 }
 
+/** The reference outputs; a missing ../shared is a failure naming where it was looked for, never a skip. */
 export function referenceDir(dataset: string, tool = "scanpy_like"): string {
-  return join(sharedDir, "reference", dataset, tool);
+  const dir = join(sharedDir, "reference", dataset, tool);
+  if (!existsSync(dir)) throw new Error(`reference outputs not found at ${dir} (put shared/ beside the repo or set CELLGPU_SHARED)`);
+  return dir;
 }
 
-export function haveShared(): boolean {
-  return existsSync(join(sharedDir, "reference"));
-}
 
 export interface Tsv {
   header: string[];

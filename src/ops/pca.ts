@@ -156,42 +156,11 @@ function solve(X: Csr, opts: PcaOptions, pre?: PcaInputs): Solved {
     const u = new Float64Array(n);
     const idx = X.indices;
     const { ptr, row, val } = ct;
-    // Four independent partial sums per gather: one chain of dependent adds is latency-bound.
     const apply = (x: Float64Array, y: Float64Array): void => {
-      for (let r = 0; r < n; r++) {
-        let a0 = 0;
-        let a1 = 0;
-        let a2 = 0;
-        let a3 = 0;
-        let t = ip[r];
-        const e = ip[r + 1];
-        for (; t + 3 < e; t += 4) {
-          a0 += sk[t] * x[idx[t]];
-          a1 += sk[t + 1] * x[idx[t + 1]];
-          a2 += sk[t + 2] * x[idx[t + 2]];
-          a3 += sk[t + 3] * x[idx[t + 3]];
-        }
-        for (; t < e; t++) a0 += sk[t] * x[idx[t]];
-        u[r] = a0 + a1 + (a2 + a3);
-      }
+      for (let r = 0; r < n; r++) u[r] = gatherDot(sk, idx, x, ip[r], ip[r + 1], 0);
       let dx = 0;
       for (let j = 0; j < p; j++) dx += d[j] * x[j];
-      for (let j = 0; j < p; j++) {
-        let a0 = -n * d[j] * dx;
-        let a1 = 0;
-        let a2 = 0;
-        let a3 = 0;
-        let t = ptr[j];
-        const e = ptr[j + 1];
-        for (; t + 3 < e; t += 4) {
-          a0 += val[t] * u[row[t]];
-          a1 += val[t + 1] * u[row[t + 1]];
-          a2 += val[t + 2] * u[row[t + 2]];
-          a3 += val[t + 3] * u[row[t + 3]];
-        }
-        for (; t < e; t++) a0 += val[t] * u[row[t]];
-        y[j] = a0 + a1 + (a2 + a3);
-      }
+      for (let j = 0; j < p; j++) y[j] = gatherDot(val, row, u, ptr[j], ptr[j + 1], -n * d[j] * dx);
     };
     eig = lanczosTopK(apply, p, k, opts.seed, { tol: TOL });
   }
@@ -345,4 +314,24 @@ export async function scaledSpmmGpu(
   } finally {
     for (const b of temp) b.destroy();
   }
+}
+
+/**
+ * init + Σ_{t∈[start,end)} val[t]·x[col[t]], with four independent partial sums: one chain of
+ * dependent adds is latency-bound. The sum order is fixed, so results are reproducible.
+ */
+function gatherDot(val: Float64Array, col: ArrayLike<number>, x: Float64Array, start: number, end: number, init: number): number {
+  let a0 = init;
+  let a1 = 0;
+  let a2 = 0;
+  let a3 = 0;
+  let t = start;
+  for (; t + 3 < end; t += 4) {
+    a0 += val[t] * x[col[t]];
+    a1 += val[t + 1] * x[col[t + 1]];
+    a2 += val[t + 2] * x[col[t + 2]];
+    a3 += val[t + 3] * x[col[t + 3]];
+  }
+  for (; t < end; t++) a0 += val[t] * x[col[t]];
+  return a0 + a1 + (a2 + a3);
 }

@@ -12,6 +12,7 @@
  * the kernels the same as fresh ones; the point is the time per step at that shape.
  * The WebGPU side is warmed up first (pipelines compiled on a small slice), then timed once.
  */
+import { mulberry32 } from "../src/core/random.js";
 import type { Csr } from "../src/core/csr.js";
 import { subsetCols, subsetRows } from "../src/core/csr.js";
 import { acquireGpu, type Gpu } from "../src/gpu/device.js";
@@ -53,16 +54,6 @@ export interface StepsRow {
   note?: string;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n cells × g genes of counts, rows copied from a seeded pool (see header). */
 export function simulateCounts(n: number, g: number, seed: number): Csr {

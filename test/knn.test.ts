@@ -1,19 +1,8 @@
+import { mulberry32 as rng } from "../src/core/random.js";
 import { describe, expect, it } from "vitest";
 import { knnRecall } from "../src/metrics/index.js";
 import { knnExactCpu } from "../src/ops/knn.js";
 import { readMatrix, referenceDir } from "./helpers/reference.js";
-
-/** mulberry32: a small seeded PRNG, so the random shapes are the same every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Naive O(n² d) float64 kNN: all distances of a row, self first, then sorted by (distance, index). */
 function naiveKnn(x: Float32Array, n: number, d: number, k: number): { indices: Int32Array; dist: Float64Array } {

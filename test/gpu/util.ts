@@ -1,6 +1,10 @@
 /** Shared helpers for the GPU tests: the adapter (failing loudly when absent) and random CSR inputs. */
 import type { Csr } from "../../src/core/csr.js";
+import { mulberry32 } from "../../src/core/random.js";
 import { acquireGpu, type AcquireOptions, type Gpu } from "../../src/gpu/device.js";
+
+/** Seeded uniform [0, 1) generator for random test inputs. */
+export const rng = mulberry32;
 
 let printed = false;
 
@@ -12,18 +16,6 @@ export async function testGpu(opts?: AcquireOptions): Promise<Gpu> {
     console.log(`WebGPU adapter: ${JSON.stringify(gpu.info)} maxStorageBufferBindingSize=${gpu.limits.maxStorageBufferBindingSize}`);
   }
   return gpu;
-}
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface RandomCsrOptions {

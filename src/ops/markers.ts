@@ -74,14 +74,7 @@ export function rankGenesGroupsCpu(X: Csr, labels: Int32Array, groupNames: strin
       nzPerGene[j]++;
     }
   }
-  const total = new Float64Array(nGenes);
-  const totalSq = new Float64Array(nGenes);
-  for (let g = 0; g < nGroups; g++) {
-    for (let j = 0; j < nGenes; j++) {
-      total[j] += sum[g * nGenes + j];
-      totalSq[j] += sumSq[g * nGenes + j];
-    }
-  }
+  const { total, totalSq } = overGroups(sum, sumSq, nGroups, nGenes);
 
   const scores: Float64Array[] = [];
   const pvals: Float64Array[] = [];
@@ -275,6 +268,19 @@ function wilcoxon(
     }
     j0 = j1;
   }
+}
+
+/** Per-gene sums over all groups of the group × gene sums and sums of squares (fixed order). */
+function overGroups(sum: Float64Array, sumSq: Float64Array, nGroups: number, nGenes: number): { total: Float64Array; totalSq: Float64Array } {
+  const total = new Float64Array(nGenes);
+  const totalSq = new Float64Array(nGenes);
+  for (let g = 0; g < nGroups; g++) {
+    for (let j = 0; j < nGenes; j++) {
+      total[j] += sum[g * nGenes + j];
+      totalSq[j] += sumSq[g * nGenes + j];
+    }
+  }
+  return { total, totalSq };
 }
 
 /** Validates labels against the groups (scanpy refuses groups of fewer than 2 cells); cells per group. */
@@ -687,14 +693,7 @@ export async function rankGenesGroupsGpu(
   }
 
   // Host: the CPU twin's formulas, in float64.
-  const total = new Float64Array(nGenes);
-  const totalSq = new Float64Array(nGenes);
-  for (let g = 0; g < nGroups; g++) {
-    for (let j = 0; j < nGenes; j++) {
-      total[j] += sum[g * nGenes + j];
-      totalSq[j] += sumSq[g * nGenes + j];
-    }
-  }
+  const { total, totalSq } = overGroups(sum, sumSq, nGroups, nGenes);
   const scores: Float64Array[] = [];
   const pvals: Float64Array[] = [];
   const logfoldchanges: Float64Array[] = [];

@@ -3,7 +3,6 @@
  * names in kebab-case. Errors in the input are one line on stderr and exit code 1.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { readFileSync } from "node:fs";
 import { acquireGpu, type Gpu, type GpuAdapterInfo } from "../gpu/device.js";
 import { InputError } from "../io/errors.js";
 import { readInput } from "../io/read.js";

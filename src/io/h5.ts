@@ -10,7 +10,7 @@ import type { CellMatrix } from "../core/cellMatrix.js";
 import { makeUnique } from "../core/cellMatrix.js";
 import { Group } from "h5wasm/node";
 import { InputError } from "./errors.js";
-import { attrNumbers, countsChecker, h5get, needDataset, openH5, readCompressed, readNumbers, readStrings } from "./h5util.js";
+import { countsChecker, h5get, needDataset, openH5, readCompressed, readNumbers, readStrings } from "./h5util.js";
 
 export async function readTenxH5(path: string): Promise<CellMatrix> {
   const f = await openH5(path);

@@ -119,7 +119,7 @@ export function sizeName(n: number): string {
 
 /** A simulated dataset, generated into cacheDir unless already there (same size and seed). */
 export async function simulatedDataset(nCells: number, seed: number, cacheDir: string, log: (s: string) => void): Promise<BenchDataset> {
-  const dir = join(cacheDir, `sim-${nCells}-seed${seed}`);
+  const dir = join(cacheDir, `sim-v2-${nCells}-seed${seed}`);
   if (!existsSync(join(dir, "truth.tsv"))) {
     const t0 = performance.now();
     log(`simulating ${nCells} cells (seed ${seed}) into ${dir} …`);

@@ -1,3 +1,4 @@
+import type { CountMatrix } from "./counts.js";
 import type { Csr } from "./csr.js";
 
 /** A column of per-cell or per-feature annotations. */
@@ -30,6 +31,12 @@ export interface CellMatrix {
   altExperiments?: Map<string, CellMatrix>;
   /** What the reader chose on the user's behalf (e.g. "counts taken from layers/counts"). */
   note?: string;
+}
+
+/** The same, with the counts held compactly (see counts.ts) for inputs too large for a Csr. */
+export interface CountCellMatrix extends Omit<CellMatrix, "X" | "altExperiments"> {
+  X: CountMatrix;
+  altExperiments?: Map<string, CountCellMatrix>;
 }
 
 export function emptyTable(index: string[]): Table {

@@ -9,10 +9,13 @@ import {
   benjaminiHochberg,
   markersToUns,
   normalTwoSidedP,
+  rankGenesGroupsBlockedCpu,
   rankGenesGroupsCpu,
   studentTwoSidedP,
+  type MarkerOptions,
   type MarkerResult,
 } from "../src/ops/markers.js";
+import { mulberry32 } from "../src/core/random.js";
 import { readTsv, referenceDir } from "./helpers/reference.js";
 import { referenceLeidenLabels, referenceQcInput } from "./helpers/referenceInput.js";
 
@@ -321,5 +324,126 @@ describe("wilcoxon on a matrix larger than one sort chunk", () => {
       }
     }
     expect(maxDiff).toBeLessThan(1e-9);
+  });
+});
+
+describe("rankGenesGroupsBlockedCpu: gene blocks give the unblocked result byte for byte", () => {
+  /** Columns [j0, j1) of X with block-local column indices (written here, independently of src). */
+  function columnBlock(X: Csr, j0: number, j1: number): Csr {
+    const idx: number[] = [];
+    const val: number[] = [];
+    const indptr = new Float64Array(X.nRows + 1);
+    for (let r = 0; r < X.nRows; r++) {
+      for (let k = X.indptr[r]; k < X.indptr[r + 1]; k++) {
+        if (X.indices[k] >= j0 && X.indices[k] < j1) {
+          idx.push(X.indices[k] - j0);
+          val.push(X.data[k]);
+        }
+      }
+      indptr[r + 1] = idx.length;
+    }
+    return { nRows: X.nRows, nCols: j1 - j0, indptr, indices: Uint32Array.from(idx), data: Float32Array.from(val) };
+  }
+
+  /** Random cells × genes with empty cells, genes never expressed, exact ties, negatives, stored zeros; labels with -1. */
+  function randomCase(nCells: number, nGenes: number, nGroups: number, seed: number) {
+    const rand = mulberry32(seed);
+    const dense = new Float32Array(nCells * nGenes);
+    const rate = Float64Array.from({ length: nGenes }, () => (rand() < 0.15 ? 0 : rand() * 0.6));
+    for (let r = 0; r < nCells; r++) {
+      if (rand() < 0.08) continue; // empty cell
+      for (let j = 0; j < nGenes; j++) {
+        if (rand() >= rate[j]) continue;
+        const u = rand();
+        // coarse values tie often; some negatives; the rest continuous log-like values
+        dense[r * nGenes + j] = u < 0.3 ? Math.round(u * 20) / 4 : u < 0.4 ? -Math.round(u * 10) / 4 : Math.log1p(u * 40);
+      }
+    }
+    const X = fromDense(dense, nCells, nGenes);
+    // a few stored zeros, which count as zeros
+    for (let k = 0; k < X.data.length; k += 17) X.data[k] = 0;
+    const labels = Int32Array.from({ length: nCells }, () => (rand() < 0.1 ? -1 : Math.floor(rand() * nGroups)));
+    for (let g = 0; g < nGroups; g++) labels[2 * g] = labels[2 * g + 1] = g;
+    return { X, labels, names: Array.from({ length: nGroups }, (_, g) => `c${g}`) };
+  }
+
+  const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const MODES: MarkerOptions[] = [
+    { method: "wilcoxon", tieCorrect: true },
+    { method: "wilcoxon", tieCorrect: false },
+    { method: "t-test", tieCorrect: false },
+  ];
+
+  it.each([
+    [300, 61, 5, 101],
+    [120, 200, 9, 102],
+    [40, 17, 2, 103],
+  ])("%i cells x %i genes, %i groups (seed %i): block sizes 1, 7, 13, 64, all, more than all", (nCells, nGenes, nGroups, seed) => {
+    const { X, labels, names } = randomCase(nCells, nGenes, nGroups, seed);
+    // the case really has what it claims
+    const expressed = new Set(Array.from(X.indices.subarray(0, X.indptr[nCells])));
+    expect(expressed.size).toBeLessThan(nGenes);
+    expect(Array.from({ length: nCells }, (_, r) => X.indptr[r + 1] - X.indptr[r]).some((n) => n === 0)).toBe(true);
+    expect(labels.includes(-1)).toBe(true);
+    expect(Array.from(X.data).some((v) => v < 0)).toBe(true);
+    for (const opts of MODES) {
+      const whole = rankGenesGroupsCpu(X, labels, names, opts);
+      for (const blockGenes of [1, 7, 13, 64, nGenes, nGenes + 5]) {
+        const calls: [number, number][] = [];
+        const blocked = rankGenesGroupsBlockedCpu(nCells, nGenes, (j0, j1) => {
+          calls.push([j0, j1]);
+          return columnBlock(X, j0, j1);
+        }, blockGenes, labels, names, opts);
+        // blocks in gene order, each once, covering all genes
+        const want = Array.from({ length: Math.ceil(nGenes / blockGenes) }, (_, b) => [b * blockGenes, Math.min(nGenes, (b + 1) * blockGenes)]);
+        expect(calls).toEqual(want);
+        expect(blocked.groupNames).toEqual(names);
+        for (let g = 0; g < names.length; g++) {
+          for (const k of ["scores", "pvals", "pvalsAdj", "logfoldchanges", "order"] as const) {
+            expect(blocked[k][g].length, `${k}`).toBe(nGenes);
+            expect(Buffer.compare(bytes(blocked[k][g]), bytes(whole[k][g])), `${opts.method} tc=${opts.tieCorrect} block ${blockGenes} ${k} group ${g}`).toBe(0);
+          }
+        }
+      }
+    }
+  });
+
+  it("blocked wilcoxon matches a plain dense rank-sum computation (blocks of 5 genes)", () => {
+    const { X, labels, names } = randomCase(150, 23, 3, 104);
+    const res = rankGenesGroupsBlockedCpu(150, 23, (j0, j1) => columnBlock(X, j0, j1), 5, labels, names, { method: "wilcoxon", tieCorrect: true });
+    const cells = Array.from({ length: 150 }, (_, i) => i).filter((i) => labels[i] >= 0);
+    const N = cells.length;
+    let maxDiff = 0;
+    for (let j = 0; j < 23; j++) {
+      const value = (i: number) => {
+        for (let k = X.indptr[i]; k < X.indptr[i + 1]; k++) if (X.indices[k] === j) return X.data[k];
+        return 0;
+      };
+      const col = cells.map((i) => ({ v: value(i), g: labels[i] })).sort((a, b) => a.v - b.v);
+      const rankSum = new Float64Array(3);
+      let tie = 0;
+      for (let i = 0; i < N; ) {
+        let e = i;
+        while (e < N && col[e].v === col[i].v) e++;
+        for (let q = i; q < e; q++) rankSum[col[q].g] += (i + 1 + e) / 2;
+        tie += (e - i) ** 3 - (e - i);
+        i = e;
+      }
+      const tc = 1 - tie / (N ** 3 - N);
+      for (let g = 0; g < 3; g++) {
+        const n1 = cells.filter((i) => labels[i] === g).length;
+        const z = (rankSum[g] - (n1 * (N + 1)) / 2) / Math.sqrt((tc * n1 * (N - n1) * (N + 1)) / 12);
+        maxDiff = Math.max(maxDiff, Math.abs(res.scores[g][j] - (Number.isNaN(z) ? 0 : z)));
+      }
+    }
+    expect(maxDiff).toBeLessThan(1e-12);
+  });
+
+  it("refuses a block of the wrong shape, a bad blockGenes, and labels that do not match nRows", () => {
+    const { X, labels, names } = randomCase(40, 10, 2, 105);
+    const opts: MarkerOptions = { method: "wilcoxon", tieCorrect: true };
+    expect(() => rankGenesGroupsBlockedCpu(40, 10, (j0, j1) => columnBlock(X, j0, j1 + 1), 4, labels, names, opts)).toThrow(/block of genes 0\.\.4/);
+    expect(() => rankGenesGroupsBlockedCpu(40, 10, (j0, j1) => columnBlock(X, j0, j1), 0, labels, names, opts)).toThrow(/blockGenes/);
+    expect(() => rankGenesGroupsBlockedCpu(41, 10, (j0, j1) => columnBlock(X, j0, j1), 4, labels, names, opts)).toThrow(/40 labels for 41 cells/);
   });
 });

@@ -44,86 +44,313 @@ export interface MarkerOptions {
   tieCorrect: boolean;
 }
 
-/** Most nonzeros sorted at once (4 uint32 buffers: 64 MiB). */
+/** Most nonzeros sorted at once (4 uint32 buffers: 64 MiB), unless one gene has more. */
 const KEY_BUDGET = 1 << 22;
+/** Gene segments shorter than this are insertion-sorted (radix histograms cost more). */
+const INSERTION_MAX = 48;
 
 /**
  * X: log-normalized cells × genes; labels: group code per cell (0..nGroups-1, -1 = excluded).
  * Throws if a group has fewer than 2 cells, as scanpy does.
  */
 export function rankGenesGroupsCpu(X: Csr, labels: Int32Array, groupNames: string[], opts: MarkerOptions): MarkerResult {
+  return rankGenesGroupsBlockedCpu(X.nRows, X.nCols, () => X, Math.max(1, X.nCols), labels, groupNames, opts);
+}
+
+/**
+ * Same result as rankGenesGroupsCpu on the matrix whose columns are the blocks side by side, for
+ * matrices too large to hold: block(j0, j1) returns the cells × (j1 − j0) log-normalized values of
+ * genes [j0, j1) (column indices local to the block), called once per block in gene order with
+ * blocks of blockGenes genes (the last smaller). Every per-gene statistic depends only on that
+ * gene's column, and BH and the ordering run once over all genes afterwards, so the result is
+ * bit-identical for any blockGenes. Kept across blocks: only the per group × gene outputs.
+ */
+export function rankGenesGroupsBlockedCpu(
+  nRows: number,
+  nGenes: number,
+  block: (j0: number, j1: number) => Csr,
+  blockGenes: number,
+  labels: Int32Array,
+  groupNames: string[],
+  opts: MarkerOptions,
+): MarkerResult {
+  if (opts.method !== "wilcoxon" && opts.method !== "t-test") throw new Error(`rankGenesGroups: unknown method ${String(opts.method)}`);
+  if (!Number.isInteger(blockGenes) || blockGenes < 1) throw new Error(`rankGenesGroups: blockGenes must be a positive integer, got ${blockGenes}`);
   const nGroups = groupNames.length;
-  const nGenes = X.nCols;
-  const { groupSize, nLabelled: nCells } = checkGroups(X, labels, groupNames);
-
-  // Per group × gene sums of values and squares (float64), and stored nonzeros per gene.
-  const sum = new Float64Array(nGroups * nGenes);
-  const sumSq = new Float64Array(nGroups * nGenes);
-  const nzPerGene = new Float64Array(nGenes);
-  for (let r = 0; r < X.nRows; r++) {
-    const g = labels[r];
-    if (g < 0) continue;
-    const off = g * nGenes;
-    const end = X.indptr[r + 1];
-    for (let k = X.indptr[r]; k < end; k++) {
-      const v = X.data[k];
-      if (v === 0) continue;
-      const j = X.indices[k];
-      sum[off + j] += v;
-      sumSq[off + j] += v * v;
-      nzPerGene[j]++;
+  const { groupSize, nLabelled } = checkGroups(nRows, labels, groupNames);
+  const out = emptyResult(groupNames, nGenes);
+  const scratch: SortScratch = { val: new Uint32Array(0), tag: new Uint32Array(0), val2: new Uint32Array(0), tag2: new Uint32Array(0) };
+  for (let j0 = 0; j0 < nGenes; j0 += blockGenes) {
+    const j1 = Math.min(nGenes, j0 + blockGenes);
+    const X = block(j0, j1);
+    if (X.nRows !== nRows || X.nCols !== j1 - j0) {
+      throw new Error(`rankGenesGroups: block of genes ${j0}..${j1} is ${X.nRows} x ${X.nCols}, expected ${nRows} x ${j1 - j0}`);
     }
-  }
-  const { total, totalSq } = overGroups(sum, sumSq, nGroups, nGenes);
-
-  const scores: Float64Array[] = [];
-  const pvals: Float64Array[] = [];
-  const logfoldchanges: Float64Array[] = [];
-  for (let g = 0; g < nGroups; g++) {
-    scores.push(new Float64Array(nGenes));
-    pvals.push(new Float64Array(nGenes));
-    const lfc = new Float64Array(nGenes);
-    const n1 = groupSize[g];
-    const n2 = nCells - n1;
-    for (let j = 0; j < nGenes; j++) {
-      const s = sum[g * nGenes + j];
-      const meanG = s / n1;
-      const meanRest = (total[j] - s) / n2;
-      lfc[j] = Math.log2((Math.expm1(meanG) + 1e-9) / (Math.expm1(meanRest) + 1e-9));
-    }
-    logfoldchanges.push(lfc);
-  }
-
-  if (opts.method === "wilcoxon") {
-    wilcoxon(X, labels, groupSize, nCells, nzPerGene, opts.tieCorrect, scores, pvals);
-  } else if (opts.method === "t-test") {
-    for (let g = 0; g < nGroups; g++) {
-      const n1 = groupSize[g];
-      const n2 = nCells - n1;
-      for (let j = 0; j < nGenes; j++) {
-        const s = sum[g * nGenes + j];
-        const sq = sumSq[g * nGenes + j];
-        const m1 = s / n1;
-        const m2 = (total[j] - s) / n2;
-        const v1 = varianceFromSums(s, sq, n1);
-        const v2 = varianceFromSums(total[j] - s, totalSq[j] - sq, n2);
-        const { t, p } = welchTTest(m1, v1, n1, m2, v2, n2);
-        scores[g][j] = Number.isNaN(t) ? 0 : t;
-        pvals[g][j] = Number.isNaN(p) ? 1 : p;
+    const w = j1 - j0;
+    // Per group × gene sums of values and squares (float64, layout g·w + t), stored nonzeros per gene.
+    const sum = new Float64Array(nGroups * w);
+    const sumSq = new Float64Array(nGroups * w);
+    const nzPerGene = new Float64Array(w);
+    for (let r = 0; r < nRows; r++) {
+      const g = labels[r];
+      if (g < 0) continue;
+      const off = g * w;
+      const end = X.indptr[r + 1];
+      for (let k = X.indptr[r]; k < end; k++) {
+        const v = X.data[k];
+        if (v === 0) continue;
+        const t = X.indices[k];
+        sum[off + t] += v;
+        sumSq[off + t] += v * v;
+        nzPerGene[t]++;
       }
     }
-  } else {
-    throw new Error(`rankGenesGroups: unknown method ${String(opts.method)}`);
+    const ranks = opts.method === "wilcoxon" ? wilcoxonRanks(X, labels, nGroups, nLabelled, nzPerGene, scratch) : undefined;
+    finishGenes(out, j0, w, groupSize, nLabelled, opts.tieCorrect, sum, sumSq, ranks);
   }
+  return finishResult(out);
+}
 
-  return {
-    groupNames: groupNames.slice(),
-    scores,
-    logfoldchanges,
-    pvals,
-    pvalsAdj: pvals.map(benjaminiHochberg),
-    order: scores.map(orderByScoreDesc),
+/** Per group × gene (layout g·w + t) rank sums over the nonzeros and their counts; per gene the
+ * stored nonzeros, Σ(t³ − t) over the nonzero tie blocks and the count of negative values. */
+interface RankSums {
+  rankSum: Float64Array;
+  nzInGroup: Float64Array;
+  nzPerGene: Float64Array;
+  tieSum: Float64Array;
+  nNeg: Float64Array;
+}
+
+/** (value key, group) pairs and their double buffers, grown on demand and reused across blocks. */
+interface SortScratch {
+  val: Uint32Array;
+  tag: Uint32Array;
+  val2: Uint32Array;
+  tag2: Uint32Array;
+}
+
+/**
+ * Average-tie ranks among N labelled cells of one block's labelled nonzeros, summed per group × gene.
+ * The zeros of a gene are one tie block between its negatives and positives, so only the nonzeros
+ * are sorted; finishGenes adds the zero block.
+ */
+function wilcoxonRanks(X: Csr, labels: Int32Array, nGroups: number, N: number, nzPerGene: Float64Array, scratch: SortScratch): RankSums {
+  const w = X.nCols;
+  let maxGene = 0;
+  let nzAll = 0;
+  for (let t = 0; t < w; t++) {
+    maxGene = Math.max(maxGene, nzPerGene[t]);
+    nzAll += nzPerGene[t];
+  }
+  const cap = Math.max(1, Math.min(Math.max(KEY_BUDGET, maxGene), nzAll));
+  if (scratch.val.length < cap) {
+    scratch.val = new Uint32Array(cap);
+    scratch.tag = new Uint32Array(cap);
+    scratch.val2 = new Uint32Array(cap);
+    scratch.tag2 = new Uint32Array(cap);
+  }
+  const { val, tag } = scratch;
+  const bits = new Uint32Array(X.data.buffer, X.data.byteOffset, X.data.length);
+  const cursor = Float64Array.from(X.indptr.subarray(0, X.nRows));
+  const hist = new Uint32Array(3 << 11);
+  const start = new Float64Array(w + 1);
+  const res: RankSums = {
+    rankSum: new Float64Array(nGroups * w),
+    nzInGroup: new Float64Array(nGroups * w),
+    nzPerGene,
+    tieSum: new Float64Array(w),
+    nNeg: new Float64Array(w),
   };
+
+  let c0 = 0;
+  while (c0 < w) {
+    // Genes [c0, c1) whose nonzeros fit in the buffers (at least one gene); gene t's nonzeros go to
+    // [start[t], start[t + 1]).
+    let c1 = c0;
+    let used = 0;
+    while (c1 < w && (c1 === c0 || used + nzPerGene[c1] <= cap)) {
+      start[c1] = used;
+      used += nzPerGene[c1];
+      c1++;
+    }
+    start[c1] = used;
+
+    // Gather into each gene's segment, in row order; each row's columns are increasing, so a
+    // cursor per row walks through the chunks in order.
+    const fill = start.slice(c0, c1);
+    for (let r = 0; r < X.nRows; r++) {
+      const end = X.indptr[r + 1];
+      let k = cursor[r];
+      const g = labels[r];
+      for (; k < end && X.indices[k] < c1; k++) {
+        if (g < 0 || X.data[k] === 0) continue;
+        const b = bits[k];
+        const o = fill[X.indices[k] - c0]++;
+        // Order-preserving image of the float32: negatives (sign bit set) reverse their bit order
+        // and land below the positives.
+        val[o] = b >= 0x80000000 ? 0xffffffff - b : b + 0x80000000;
+        tag[o] = g;
+      }
+      cursor[r] = k;
+    }
+
+    for (let t = c0; t < c1; t++) {
+      const a = start[t];
+      const nz = start[t + 1] - a;
+      const zeros = N - nz;
+      sortByValue(scratch, a, nz, hist);
+      let nNeg = 0;
+      while (nNeg < nz && val[a + nNeg] < 0x80000000) nNeg++;
+      let tieSum = 0;
+      let i = 0;
+      while (i < nz) {
+        const value = val[a + i];
+        let e = i + 1;
+        while (e < nz && val[a + e] === value) e++;
+        const ties = e - i;
+        const avg = i + 1 + (i >= nNeg ? zeros : 0) + (ties - 1) / 2;
+        for (let q = a + i; q < a + e; q++) {
+          const o = tag[q] * w + t;
+          res.rankSum[o] += avg;
+          res.nzInGroup[o]++;
+        }
+        tieSum += ties * ties * ties - ties;
+        i = e;
+      }
+      res.tieSum[t] = tieSum;
+      res.nNeg[t] = nNeg;
+    }
+    c0 = c1;
+  }
+  return res;
+}
+
+/**
+ * Sorts scratch.val[a, a + n) ascending, carrying scratch.tag: insertion sort when short, else LSD
+ * radix in three 11-bit digits (passes whose digit is the same for every key skipped). One gene's
+ * segment stays in cache, unlike one radix sort over a whole chunk. The order within a run of equal
+ * values is irrelevant to the rank sums (each adds the same average rank).
+ */
+function sortByValue(s: SortScratch, a: number, n: number, hist: Uint32Array): void {
+  const end = a + n;
+  if (n <= INSERTION_MAX) {
+    const { val, tag } = s;
+    for (let i = a + 1; i < end; i++) {
+      const v = val[i];
+      const g = tag[i];
+      let k = i - 1;
+      while (k >= a && val[k] > v) {
+        val[k + 1] = val[k];
+        tag[k + 1] = tag[k];
+        k--;
+      }
+      val[k + 1] = v;
+      tag[k + 1] = g;
+    }
+    return;
+  }
+  hist.fill(0);
+  let src = s.val;
+  let srcTag = s.tag;
+  for (let i = a; i < end; i++) {
+    const v = src[i];
+    hist[v & 0x7ff]++;
+    hist[2048 + ((v >>> 11) & 0x7ff)]++;
+    hist[4096 + (v >>> 22)]++;
+  }
+  let dst = s.val2;
+  let dstTag = s.tag2;
+  for (let pass = 0; pass < 3; pass++) {
+    const base = pass << 11;
+    const shift = pass * 11;
+    if (hist[base + ((src[a] >>> shift) & 0x7ff)] === n) continue;
+    let acc = a;
+    for (let d = base; d < base + 2048; d++) {
+      const c = hist[d];
+      hist[d] = acc;
+      acc += c;
+    }
+    for (let i = a; i < end; i++) {
+      const v = src[i];
+      const o = hist[base + ((v >>> shift) & 0x7ff)]++;
+      dst[o] = v;
+      dstTag[o] = srcTag[i];
+    }
+    [src, dst] = [dst, src];
+    [srcTag, dstTag] = [dstTag, srcTag];
+  }
+  if (src !== s.val) {
+    s.val.set(src.subarray(a, end), a);
+    s.tag.set(srcTag.subarray(a, end), a);
+  }
+}
+
+/** A MarkerResult over nGenes genes with zeroed per-gene outputs (pvalsAdj and order filled by finishResult). */
+function emptyResult(groupNames: string[], nGenes: number): MarkerResult {
+  const per = () => groupNames.map(() => new Float64Array(nGenes));
+  return { groupNames: groupNames.slice(), scores: per(), logfoldchanges: per(), pvals: per(), pvalsAdj: [], order: [] };
+}
+
+/** BH per group and the per-group ordering, over all genes (both twins). */
+function finishResult(out: MarkerResult): MarkerResult {
+  out.pvalsAdj = out.pvals.map(benjaminiHochberg);
+  out.order = out.scores.map(orderByScoreDesc);
+  return out;
+}
+
+/**
+ * Scores, p-values and logfoldchanges of genes j0..j0+w−1 from their per group × gene sums (layout
+ * g·w + t) and, for Wilcoxon, rank sums; N labelled cells. Shared by both twins.
+ */
+function finishGenes(
+  out: MarkerResult,
+  j0: number,
+  w: number,
+  groupSize: Float64Array,
+  N: number,
+  tieCorrect: boolean,
+  sum: Float64Array,
+  sumSq: Float64Array,
+  ranks: RankSums | undefined,
+): void {
+  const nGroups = groupSize.length;
+  const { total, totalSq } = overGroups(sum, sumSq, nGroups, w);
+  const meanRank = (N + 1) / 2;
+  const tieDenom = N * N * N - N;
+  for (let g = 0; g < nGroups; g++) {
+    const score = out.scores[g];
+    const pval = out.pvals[g];
+    const lfc = out.logfoldchanges[g];
+    const n1 = groupSize[g];
+    const n2 = N - n1;
+    for (let t = 0; t < w; t++) {
+      const o = g * w + t;
+      const j = j0 + t;
+      const s = sum[o];
+      const meanG = s / n1;
+      const meanRest = (total[t] - s) / n2;
+      lfc[j] = Math.log2((Math.expm1(meanG) + 1e-9) / (Math.expm1(meanRest) + 1e-9));
+      if (ranks) {
+        // The zeros are one tie block between the negatives and the positives.
+        const zeros = N - ranks.nzPerGene[t];
+        const nNeg = ranks.nNeg[t];
+        const tc = tieCorrect && N >= 2 ? 1 - (zeros * zeros * zeros - zeros + ranks.tieSum[t]) / tieDenom : 1;
+        const R = ranks.rankSum[o] + (nNeg + (zeros + 1) / 2) * (n1 - ranks.nzInGroup[o]);
+        // Same operation order as scanpy.
+        const std = Math.sqrt((tc * n1 * (N - n1) * (N + 1)) / 12.0);
+        let z = (R - n1 * meanRank) / std;
+        if (Number.isNaN(z)) z = 0;
+        score[j] = z;
+        pval[j] = normalTwoSidedP(z);
+      } else {
+        const v1 = varianceFromSums(s, sumSq[o], n1);
+        const v2 = varianceFromSums(total[t] - s, totalSq[t] - sumSq[o], n2);
+        const { t: tStat, p } = welchTTest(meanG, v1, n1, meanRest, v2, n2);
+        score[j] = Number.isNaN(tStat) ? 0 : tStat;
+        pval[j] = Number.isNaN(p) ? 1 : p;
+      }
+    }
+  }
 }
 
 /** Sample variance (ddof 1) from float64 sums, clamped at 0 against rounding. */
@@ -131,145 +358,6 @@ function varianceFromSums(s: number, sq: number, n: number): number {
   const mean = s / n;
   return Math.max(0, (sq - n * mean * mean) / (n - 1));
 }
-
-function wilcoxon(
-  X: Csr,
-  labels: Int32Array,
-  groupSize: Float64Array,
-  nCells: number,
-  nzPerGene: Float64Array,
-  tieCorrect: boolean,
-  scores: Float64Array[],
-  pvals: Float64Array[],
-): void {
-  const nGroups = groupSize.length;
-  const nGenes = X.nCols;
-  const bits = new Uint32Array(X.data.buffer, X.data.byteOffset, X.data.length);
-  const cursor = Float64Array.from(X.indptr.subarray(0, X.nRows));
-  let maxGene = 0;
-  let nzAll = 0;
-  for (let j = 0; j < nGenes; j++) {
-    maxGene = Math.max(maxGene, nzPerGene[j]);
-    nzAll += nzPerGene[j];
-  }
-  const cap = Math.max(1, Math.min(Math.max(KEY_BUDGET, maxGene), nzAll));
-  // Double-buffered (value, tag) pairs: value = order-preserving uint32 of the float32,
-  // tag = chunk-local gene · span + group, later just the group.
-  let valA = new Uint32Array(cap);
-  let tagA = new Uint32Array(cap);
-  let valB = new Uint32Array(cap);
-  let tagB = new Uint32Array(cap);
-  const hist = new Float64Array(1 << 11);
-  const shift = Math.ceil(Math.log2(nGroups));
-  const span = 2 ** shift;
-  const groupMask = span - 1;
-  const maxGenesPerChunk = Math.floor(2 ** 32 / span);
-  const start = new Float64Array(nGenes + 1);
-  const rankSum = new Float64Array(nGroups);
-  const nzInGroup = new Float64Array(nGroups);
-  const N = nCells;
-  const meanRank = (N + 1) / 2;
-  const tieDenom = N * N * N - N;
-
-  let j0 = 0;
-  while (j0 < nGenes) {
-    // Genes [j0, j1) whose nonzeros fit in the buffers (at least one gene).
-    let j1 = j0;
-    let used = 0;
-    while (j1 < nGenes && j1 - j0 < maxGenesPerChunk && (j1 === j0 || used + nzPerGene[j1] <= cap)) {
-      start[j1] = used;
-      used += nzPerGene[j1];
-      j1++;
-    }
-    start[j1] = used;
-
-    // Gather this chunk's nonzeros; each row's columns are increasing, so a cursor per row walks
-    // through the chunks in order.
-    let n = 0;
-    for (let r = 0; r < X.nRows; r++) {
-      const end = X.indptr[r + 1];
-      let k = cursor[r];
-      const g = labels[r];
-      while (k < end && X.indices[k] < j1) {
-        if (g >= 0 && X.data[k] !== 0) {
-          const b = bits[k];
-          // Negative floats (sign bit set) reverse their bit order; all land below the positives.
-          valA[n] = b >= 0x80000000 ? 0xffffffff - b : b + 0x80000000;
-          tagA[n++] = (X.indices[k] - j0) * span + g;
-        }
-        k++;
-      }
-      cursor[r] = k;
-    }
-
-    // LSD radix sort by value (three stable 11-bit passes: few enough buckets to stay in cache),
-    // then a stable counting sort by gene: each gene's nonzeros end up contiguous, in value order.
-    for (let digitShift = 0; digitShift < 32; digitShift += 11) {
-      hist.fill(0);
-      for (let i = 0; i < n; i++) hist[(valA[i] >>> digitShift) & 0x7ff]++;
-      let acc = 0;
-      for (let d = 0; d < hist.length; d++) {
-        const c = hist[d];
-        hist[d] = acc;
-        acc += c;
-      }
-      for (let i = 0; i < n; i++) {
-        const o = hist[(valA[i] >>> digitShift) & 0x7ff]++;
-        valB[o] = valA[i];
-        tagB[o] = tagA[i];
-      }
-      [valA, valB] = [valB, valA];
-      [tagA, tagB] = [tagB, tagA];
-    }
-    const fill = start.slice(j0, j1);
-    for (let i = 0; i < n; i++) {
-      const t = tagA[i];
-      const o = fill[t >>> shift]++;
-      valB[o] = valA[i];
-      tagB[o] = t & groupMask;
-    }
-
-    for (let j = j0; j < j1; j++) {
-      const a = start[j];
-      const nz = start[j + 1] - a;
-      const zeros = N - nz;
-      rankSum.fill(0);
-      nzInGroup.fill(0);
-      // Negative values rank below the zero block.
-      let nNeg = 0;
-      while (nNeg < nz && valB[a + nNeg] < 0x80000000) nNeg++;
-      let tieSum = zeros * zeros * zeros - zeros;
-      let i = 0;
-      while (i < nz) {
-        const value = valB[a + i];
-        let e = i + 1;
-        while (e < nz && valB[a + e] === value) e++;
-        const t = e - i;
-        const avg = i + 1 + (i >= nNeg ? zeros : 0) + (t - 1) / 2;
-        for (let q = a + i; q < a + e; q++) {
-          rankSum[tagB[q]] += avg;
-          nzInGroup[tagB[q]]++;
-        }
-        tieSum += t * t * t - t;
-        i = e;
-      }
-      const zeroAvg = nNeg + (zeros + 1) / 2;
-      const tc = tieCorrect && N >= 2 ? 1 - tieSum / tieDenom : 1;
-      for (let g = 0; g < nGroups; g++) {
-        const n1 = groupSize[g];
-        const R = rankSum[g] + zeroAvg * (n1 - nzInGroup[g]);
-        // Same operation order as scanpy.
-        const std = Math.sqrt((tc * n1 * (N - n1) * (N + 1)) / 12.0);
-        let z = (R - n1 * meanRank) / std;
-        if (Number.isNaN(z)) z = 0;
-        scores[g][j] = z;
-        pvals[g][j] = normalTwoSidedP(z);
-      }
-    }
-    j0 = j1;
-  }
-}
-
 /** Per-gene sums over all groups of the group × gene sums and sums of squares (fixed order). */
 function overGroups(sum: Float64Array, sumSq: Float64Array, nGroups: number, nGenes: number): { total: Float64Array; totalSq: Float64Array } {
   const total = new Float64Array(nGenes);
@@ -284,12 +372,12 @@ function overGroups(sum: Float64Array, sumSq: Float64Array, nGroups: number, nGe
 }
 
 /** Validates labels against the groups (scanpy refuses groups of fewer than 2 cells); cells per group. */
-function checkGroups(X: Csr, labels: Int32Array, groupNames: string[]): { groupSize: Float64Array; nLabelled: number } {
+function checkGroups(nRows: number, labels: Int32Array, groupNames: string[]): { groupSize: Float64Array; nLabelled: number } {
   const nGroups = groupNames.length;
-  if (labels.length !== X.nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${X.nRows} cells`);
+  if (labels.length !== nRows) throw new Error(`rankGenesGroups: ${labels.length} labels for ${nRows} cells`);
   if (nGroups < 1 || nGroups > 1 << 20) throw new Error(`rankGenesGroups: unsupported number of groups ${nGroups}`);
   const groupSize = new Float64Array(nGroups);
-  for (let r = 0; r < X.nRows; r++) {
+  for (let r = 0; r < nRows; r++) {
     const g = labels[r];
     if (g < -1 || g >= nGroups) throw new Error(`rankGenesGroups: label ${g} of cell ${r} is outside -1..${nGroups - 1}`);
     if (g >= 0) groupSize[g]++;
@@ -533,7 +621,7 @@ export async function rankGenesGroupsGpu(
   const nGenes = X.nCols;
   if (opts.method !== "wilcoxon" && opts.method !== "t-test") throw new Error(`rankGenesGroups: unknown method ${String(opts.method)}`);
   const ranks = opts.method === "wilcoxon";
-  const { groupSize, nLabelled: N } = checkGroups(X, labels, groupNames);
+  const { groupSize, nLabelled: N } = checkGroups(X.nRows, labels, groupNames);
 
   // Labelled cells in (group, row) order, so that each gene's nonzeros come out group-major; stored
   // nonzeros per gene × group; largest |value| (sizes the fixed point).
@@ -692,53 +780,14 @@ export async function rankGenesGroupsGpu(
     j0 = j1;
   }
 
-  // Host: the CPU twin's formulas, in float64.
-  const { total, totalSq } = overGroups(sum, sumSq, nGroups, nGenes);
-  const scores: Float64Array[] = [];
-  const pvals: Float64Array[] = [];
-  const logfoldchanges: Float64Array[] = [];
-  const meanRank = (N + 1) / 2;
-  const tieDenom = N * N * N - N;
-  for (let g = 0; g < nGroups; g++) {
-    const score = new Float64Array(nGenes);
-    const pval = new Float64Array(nGenes);
-    const lfc = new Float64Array(nGenes);
-    const n1 = groupSize[g];
-    const n2 = N - n1;
-    for (let j = 0; j < nGenes; j++) {
-      const o = g * nGenes + j;
-      const s = sum[o];
-      const meanG = s / n1;
-      const meanRest = (total[j] - s) / n2;
-      lfc[j] = Math.log2((Math.expm1(meanG) + 1e-9) / (Math.expm1(meanRest) + 1e-9));
-      if (ranks) {
-        const zeros = N - nzPerGene[j];
-        const tc = opts.tieCorrect && N >= 2 ? 1 - (zeros * zeros * zeros - zeros + tieSum[j]) / tieDenom : 1;
-        const R = rankSum[o] + (nNeg[j] + (zeros + 1) / 2) * (n1 - nz[j * nGroups + g]);
-        // Same operation order as scanpy (and the CPU twin).
-        const std = Math.sqrt((tc * n1 * (N - n1) * (N + 1)) / 12.0);
-        let z = (R - n1 * meanRank) / std;
-        if (Number.isNaN(z)) z = 0;
-        score[j] = z;
-        pval[j] = normalTwoSidedP(z);
-      } else {
-        const v1 = varianceFromSums(s, sumSq[o], n1);
-        const v2 = varianceFromSums(total[j] - s, totalSq[j] - sumSq[o], n2);
-        const { t, p } = welchTTest(meanG, v1, n1, meanRest, v2, n2);
-        score[j] = Number.isNaN(t) ? 0 : t;
-        pval[j] = Number.isNaN(p) ? 1 : p;
-      }
-    }
-    scores.push(score);
-    pvals.push(pval);
-    logfoldchanges.push(lfc);
+  // Host: the CPU twin's formulas (finishGenes), in float64.
+  const out = emptyResult(groupNames, nGenes);
+  let rankSums: RankSums | undefined;
+  if (ranks) {
+    const nzInGroup = new Float64Array(nGroups * nGenes);
+    for (let j = 0; j < nGenes; j++) for (let g = 0; g < nGroups; g++) nzInGroup[g * nGenes + j] = nz[j * nGroups + g];
+    rankSums = { rankSum, nzInGroup, nzPerGene, tieSum, nNeg };
   }
-  return {
-    groupNames: groupNames.slice(),
-    scores,
-    logfoldchanges,
-    pvals,
-    pvalsAdj: pvals.map(benjaminiHochberg),
-    order: scores.map(orderByScoreDesc),
-  };
+  finishGenes(out, 0, nGenes, groupSize, N, opts.tieCorrect, sum, sumSq, rankSums);
+  return finishResult(out);
 }

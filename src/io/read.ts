@@ -5,34 +5,62 @@
  * "Antibody Capture") becomes `altExperiments.get(type)` over the same cells.
  */
 import { statSync } from "node:fs";
-import type { CellMatrix } from "../core/cellMatrix.js";
+import type { CellMatrix, CountCellMatrix } from "../core/cellMatrix.js";
 import { subsetTable } from "../core/cellMatrix.js";
+import { compactCounts, countsSubsetCols } from "../core/counts.js";
 import { subsetCols } from "../core/csr.js";
 import { InputError } from "./errors.js";
 import { readTenxH5 } from "./h5.js";
 import { readH5ad } from "./h5ad.js";
 import { withHdf5Diagnostics } from "./h5util.js";
-import { readTenxMtxDirAsync } from "./mtx.js";
+import { readTenxMtxDirAsync, readTenxMtxDirCounts } from "./mtx.js";
 
 const ACCEPTED = "a 10x MTX directory (matrix.mtx[.gz], features.tsv[.gz] or genes.tsv[.gz], barcodes.tsv[.gz]), a 10x Cell Ranger .h5 file, or an AnnData .h5ad file";
 
 export async function readInput(path: string): Promise<CellMatrix> {
-  let isDir: boolean;
-  try {
-    isDir = statSync(path).isDirectory();
-  } catch (e) {
-    throw new InputError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)}); expected ${ACCEPTED}`);
-  }
   const lower = path.toLowerCase();
   let m: CellMatrix;
-  if (isDir) m = await readTenxMtxDirAsync(path);
+  if (isDirectory(path)) m = await readTenxMtxDirAsync(path);
   else if (lower.endsWith(".h5ad")) m = await withHdf5Diagnostics(() => readH5ad(path));
   else if (lower.endsWith(".h5") || lower.endsWith(".hdf5")) m = await withHdf5Diagnostics(() => readTenxH5(path));
   else throw new InputError(path, `unrecognised input; expected ${ACCEPTED}`);
-  if (m.X.nRows === 0 || m.X.nCols === 0) {
-    throw new InputError(path, `empty matrix (${m.X.nRows} cells × ${m.X.nCols} features); expected at least one cell and one feature`);
-  }
+  checkNotEmpty(path, m.X);
   return splitFeatureTypes(m);
+}
+
+/**
+ * readInput with the counts held compactly (CountMatrix), for inputs too large for a Csr.
+ * MTX directories are streamed straight into it (readTenxMtxDirCounts); .h5 and .h5ad are
+ * read as a Csr and then compacted, so they briefly need both (12 B per nonzero).
+ */
+export async function readInputCounts(path: string): Promise<CountCellMatrix> {
+  const lower = path.toLowerCase();
+  let m: CountCellMatrix;
+  if (isDirectory(path)) m = await readTenxMtxDirCounts(path);
+  else if (lower.endsWith(".h5ad")) m = compacted(await withHdf5Diagnostics(() => readH5ad(path)));
+  else if (lower.endsWith(".h5") || lower.endsWith(".hdf5")) m = compacted(await withHdf5Diagnostics(() => readTenxH5(path)));
+  else throw new InputError(path, `unrecognised input; expected ${ACCEPTED}`);
+  checkNotEmpty(path, m.X);
+  return splitCountFeatureTypes(m);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch (e) {
+    throw new InputError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)}); expected ${ACCEPTED}`);
+  }
+}
+
+function checkNotEmpty(path: string, X: { nRows: number; nCols: number }): void {
+  if (X.nRows === 0 || X.nCols === 0) {
+    throw new InputError(path, `empty matrix (${X.nRows} cells × ${X.nCols} features); expected at least one cell and one feature`);
+  }
+}
+
+function compacted(m: CellMatrix): CountCellMatrix {
+  const { X, altExperiments: _alt, ...rest } = m;
+  return { ...rest, X: compactCounts(X) };
 }
 
 /** X keeps "Gene Expression" (or, without it, the first type in file order); other types move to altExperiments. */
@@ -47,6 +75,22 @@ export function splitFeatureTypes(m: CellMatrix): CellMatrix {
     return { X: subsetCols(m.X, keep), obs: m.obs, var: subsetTable(m.var, keep), source: m.source };
   };
   const out: CellMatrix = { ...part(main), altExperiments: new Map(types.filter((t) => t !== main).map((t) => [t, part(t)])) };
+  if (m.note) out.note = m.note;
+  return out;
+}
+
+/** splitFeatureTypes for a CountCellMatrix: the same choice of X and altExperiments. */
+export function splitCountFeatureTypes(m: CountCellMatrix): CountCellMatrix {
+  const col = m.var.columns.get("feature_types");
+  if (!col || col.kind !== "string") return m;
+  const types = [...new Set(col.values)];
+  if (types.length < 2) return m;
+  const main = types.includes("Gene Expression") ? "Gene Expression" : types[0];
+  const part = (t: string): CountCellMatrix => {
+    const keep = Uint8Array.from(col.values, (v) => (v === t ? 1 : 0));
+    return { X: countsSubsetCols(m.X, keep), obs: m.obs, var: subsetTable(m.var, keep), source: m.source };
+  };
+  const out: CountCellMatrix = { ...part(main), altExperiments: new Map(types.filter((t) => t !== main).map((t) => [t, part(t)])) };
   if (m.note) out.note = m.note;
   return out;
 }

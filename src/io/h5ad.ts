@@ -2,13 +2,15 @@
  * AnnData .h5ad reader and writer over h5wasm.
  *
  * readH5ad: X as csr_matrix, csc_matrix (or the pre-0.7 h5sparse_format attribute) or a dense
- * 2-D array; obs/var dataframes with their index and columns, categoricals in both the
+ * 2-D array (readH5adCounts: the same, held as a CountMatrix, CSR streamed in slices); obs/var dataframes with their index and columns, categoricals in both the
  * `categorical` 0.2.0 group encoding and the `dataframe` 0.1.0 `categories`-attribute encoding,
  * nullable integer/boolean groups, h5py bool enums. Counts come from `layers/counts` when it
  * exists (said so in `note`), else from X; either way they must be raw counts
  * (non-negative integers), else InputError "expected raw counts".
  *
  * writeH5ad: an AnalysisResult in scanpy's places, readable by anndata 0.8 (Debian bookworm).
+ * X and layers may be a Csr, a CountMatrix or RowBlocks; the last two are streamed into
+ * full-size datasets in bounded slices (1e9 nonzeros never held as float32 + int32 copies).
  * Deliberate differences from what anndata itself writes, forced by h5wasm 0.10.3 (no HDF5
  * enum types, no variable-length strings inside compound types):
  * - obs/var use the `dataframe` 0.1.0 layout (categoricals as codes with a `categories`
@@ -25,11 +27,13 @@
 import { renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import h5wasm, { Dataset, Group } from "h5wasm/node";
-import type { CellMatrix, Column, Table } from "../core/cellMatrix.js";
+import type { CellMatrix, Column, CountCellMatrix, Table } from "../core/cellMatrix.js";
 import { makeUnique } from "../core/cellMatrix.js";
+import type { CountMatrix } from "../core/counts.js";
+import { compactCounts, fitsUint16, indexArray } from "../core/counts.js";
 import type { Csr } from "../core/csr.js";
 import { transpose } from "../core/csr.js";
-import type { AnalysisResult, DenseMatrix, UnsValue } from "../pipeline/result.js";
+import type { AnalysisResult, DenseMatrix, SparseOut, UnsValue } from "../pipeline/result.js";
 import { InputError } from "./errors.js";
 import {
   H5_PIECE,
@@ -51,6 +55,30 @@ import {
 // ---------------------------------------------------------------- reading
 
 export async function readH5ad(path: string): Promise<CellMatrix> {
+  return readH5adWith(path, (o, nObs, nVar, hint) =>
+    readMatrix(path, o, nObs, nVar, hint, (g, check) => readCompressed(path, g, nObs, nVar, check), (m) => m),
+  );
+}
+
+/**
+ * readH5ad with the counts held compactly (CountMatrix): the same choice of matrix, note and
+ * errors, but a CSR matrix is read a slice at a time straight into uint16/uint32 indices and
+ * uint16/float32 values, so 1e9 nonzeros never need a full float32 + uint32 copy. CSC and dense
+ * storage are read whole as readH5ad does and then compacted: they need a transpose or a scan
+ * anyway, and large files written by anndata/scanpy are CSR.
+ */
+export async function readH5adCounts(path: string): Promise<CountCellMatrix> {
+  return readH5adWith(path, (o, nObs, nVar, hint) =>
+    readMatrix(path, o, nObs, nVar, hint, (g, check) => readCompressedCounts(path, g, nObs, nVar, check), compactCounts),
+  );
+}
+
+type Check = (piece: ArrayLike<number>, offset: number) => void;
+
+async function readH5adWith<M>(
+  path: string,
+  readX: (o: Dataset | Group, nObs: number, nVar: number, hint: string) => M,
+): Promise<{ X: M; obs: Table; var: Table; source: string; note?: string }> {
   const f = await openH5(path);
   try {
     const obs = readDataframe(path, f, "obs");
@@ -59,13 +87,13 @@ export async function readH5ad(path: string): Promise<CellMatrix> {
     const nVar = vt.index.length;
     const layerCounts = h5get(path, f, "layers/counts");
     const X0 = h5get(path, f, "X");
-    let X: Csr;
+    let X: M;
     let note: string | undefined;
     if (layerCounts) {
-      X = readMatrix(path, layerCounts, nObs, nVar, "");
+      X = readX(layerCounts, nObs, nVar, "");
       note = "counts taken from layers/counts (X ignored)";
     } else if (X0) {
-      X = readMatrix(path, X0, nObs, nVar, " (X holds no raw counts and there is no layers/counts)");
+      X = readX(X0, nObs, nVar, " (X holds no raw counts and there is no layers/counts)");
     } else {
       throw new InputError(path, "no X matrix and no layers/counts (expected a dataset or group at '/X')");
     }
@@ -80,7 +108,7 @@ export async function readH5ad(path: string): Promise<CellMatrix> {
     vt.columns.set("gene_ids", { kind: "string", values: ids ? columnStrings(ids) : vt.index.slice() });
     vt.columns.set("feature_types", { kind: "string", values: types ? columnStrings(types) : vt.index.map(() => "Gene Expression") });
     vt.index = makeUnique(vt.index);
-    const out: CellMatrix = { X, obs, var: vt, source: path };
+    const out: { X: M; obs: Table; var: Table; source: string; note?: string } = { X, obs, var: vt, source: path };
     if (note) out.note = note;
     return out;
   } finally {
@@ -99,24 +127,149 @@ function columnStrings(c: Column): string[] {
   }
 }
 
-/** Cells × features counts from a sparse group or a dense dataset, validated as raw counts. */
-function readMatrix(file: string, o: Dataset | Group, nObs: number, nVar: number, hint: string): Csr {
+/**
+ * Cells × features counts from a sparse group or a dense dataset, validated as raw counts:
+ * `csr` reads a csr_matrix group; `whole` turns the Csr read from CSC or dense storage into M.
+ */
+function readMatrix<M>(
+  file: string,
+  o: Dataset | Group,
+  nObs: number,
+  nVar: number,
+  hint: string,
+  csr: (g: Group, check: Check) => M,
+  whole: (m: Csr) => M,
+): M {
   const check = countsChecker(file, o instanceof Group ? `${o.path}/data` : o.path, hint);
   if (o instanceof Dataset) {
     const shape = o.shape ?? [];
     if (shape.length !== 2 || shape[0] !== nObs || shape[1] !== nVar) {
       throw new InputError(file, `dataset '${o.path}' has shape [${shape}], expected [${nObs}, ${nVar}] (obs × var)`);
     }
-    return readDenseAsCsr(file, o, nObs, nVar, check);
+    return whole(readDenseAsCsr(file, o, nObs, nVar, check));
   }
   const enc = attrString(file, o, "encoding-type") ?? `${attrString(file, o, "h5sparse_format") ?? ""}_matrix`;
   const shape = attrNumbers(file, o, "shape") ?? attrNumbers(file, o, "h5sparse_shape");
   if (!shape || shape.length !== 2 || shape[0] !== nObs || shape[1] !== nVar) {
     throw new InputError(file, `'${o.path}' has shape [${shape ?? "missing"}], expected [${nObs}, ${nVar}] (obs × var)`);
   }
-  if (enc === "csr_matrix") return readCompressed(file, o, nObs, nVar, check);
-  if (enc === "csc_matrix") return transpose(readCompressed(file, o, nVar, nObs, check));
+  if (enc === "csr_matrix") return csr(o, check);
+  if (enc === "csc_matrix") return whole(transpose(readCompressed(file, o, nVar, nObs, check)));
   throw new InputError(file, `'${o.path}' has encoding '${enc}'; expected csr_matrix, csc_matrix or a dense array`);
+}
+
+/** Elements per slice when streaming a dataset in: ≤ 64 MiB even for 8-byte types. */
+const READ_PIECE = 1 << 23;
+
+/**
+ * Calls fn(values, offset) for consecutive slices of a numeric dataset (int64 as numbers), with
+ * readNumbers' (h5util) piece boundaries on whole rows and its error messages.
+ */
+function forEachPiece(file: string, ds: Dataset, fn: (v: ArrayLike<number>, off: number) => void): void {
+  const shape = ds.shape ?? [];
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n === 0) return;
+  const rowLen = shape.length > 1 ? n / shape[0] : 1;
+  const rowsPerPiece = Math.max(1, Math.floor(READ_PIECE / rowLen));
+  for (let r0 = 0; r0 < (shape[0] ?? 1); r0 += rowsPerPiece) {
+    const r1 = Math.min(shape[0] ?? 1, r0 + rowsPerPiece);
+    let raw: unknown;
+    try {
+      raw = shape.length === 0 || (r0 === 0 && r1 === shape[0]) ? ds.value : ds.slice([[r0, r1]]);
+    } catch (e) {
+      throw new InputError(file, `cannot read dataset '${ds.path}' (truncated or corrupt file?): ${errText(e)}`);
+    }
+    if (typeof raw === "number" || typeof raw === "bigint") raw = Float64Array.of(Number(raw));
+    if (raw instanceof BigInt64Array || raw instanceof BigUint64Array) raw = int64ToNumbers(raw);
+    if (!ArrayBuffer.isView(raw) || raw instanceof DataView) {
+      throw new InputError(file, `dataset '${ds.path}' is not numeric (dtype ${JSON.stringify(ds.dtype)})`);
+    }
+    fn(raw as unknown as ArrayLike<number>, r0 * rowLen);
+  }
+}
+
+/** int64 values as numbers, through the low 32-bit word where the value fits in it (no BigInt per element). */
+function int64ToNumbers(raw: BigInt64Array | BigUint64Array): Float64Array {
+  const out = new Float64Array(raw.length);
+  const w = new Int32Array(raw.buffer, raw.byteOffset, raw.length * 2);
+  const signed = raw instanceof BigInt64Array;
+  for (let i = 0; i < raw.length; i++) {
+    const lo = w[2 * i];
+    const hi = w[2 * i + 1];
+    out[i] = (hi === 0 && lo >= 0) || (signed && hi === -1 && lo < 0) ? lo : Number(raw[i]);
+  }
+  return out;
+}
+
+/**
+ * readCompressed (h5util) into a CountMatrix: data, then indptr, then indices are read in
+ * slices (the same order, checks and messages), values kept as uint16 until one does not fit,
+ * when they are widened once to float32 (what readCompressed stores).
+ */
+function readCompressedCounts(file: string, g: Group, nMajor: number, nMinor: number, check: Check): CountMatrix {
+  const name = g.path;
+  const dataDs = needDataset(file, g, "data", "nonzero values");
+  const indicesDs = needDataset(file, g, "indices", "index of each nonzero");
+  const indptrDs = needDataset(file, g, "indptr", "pointer array");
+  const length = (ds: Dataset) => (ds.shape ?? []).reduce((a, b) => a * b, 1);
+  const nData = length(dataDs);
+  let data: Uint16Array | Float32Array = new Uint16Array(nData);
+  forEachPiece(file, dataDs, (v, off) => {
+    check(v, off);
+    if (data instanceof Uint16Array && !fitsUint16(v)) {
+      const wide = new Float32Array(nData);
+      wide.set(data.subarray(0, off));
+      data = wide;
+    }
+    data.set(v, off);
+  });
+  const indptr = readNumbers(file, indptrDs, Float64Array);
+  const indices = indexArray(nMinor, length(indicesDs));
+  forEachPiece(file, indicesDs, (v, off) => {
+    for (let i = 0; i < v.length; i++) {
+      if (!(v[i] >= 0 && v[i] < nMinor)) throw new InputError(file, `dataset '${name}/indices' entry ${off + i} is ${v[i]}, out of range 0..${nMinor - 1}`);
+    }
+    indices.set(v, off);
+  });
+  if (indptr.length !== nMajor + 1) {
+    throw new InputError(file, `dataset '${name}/indptr' has ${indptr.length} entries, expected ${nMajor + 1} (shape says ${nMajor} along the compressed axis)`);
+  }
+  if (indices.length !== data.length) {
+    throw new InputError(file, `'${name}/indices' has ${indices.length} entries but '${name}/data' has ${data.length}`);
+  }
+  if (indptr[0] !== 0 || indptr[nMajor] !== data.length) {
+    throw new InputError(file, `dataset '${name}/indptr' must run from 0 to ${data.length} (nnz), found ${indptr[0]}..${indptr[nMajor]}`);
+  }
+  for (let r = 0; r < nMajor; r++) {
+    if (indptr[r + 1] < indptr[r]) throw new InputError(file, `dataset '${name}/indptr' decreases at entry ${r + 1}`);
+  }
+  const m: CountMatrix = { kind: "counts", nRows: nMajor, nCols: nMinor, indptr, indices, data };
+  sortCountRows(file, name, m);
+  return m;
+}
+
+/** h5util's sortRows for a CountMatrix: strictly increasing indices in each row, in place. */
+function sortCountRows(file: string, name: string, m: CountMatrix): void {
+  for (let r = 0; r < m.nRows; r++) {
+    const a = m.indptr[r];
+    const b = m.indptr[r + 1];
+    let sorted = true;
+    for (let k = a + 1; k < b; k++) {
+      if (m.indices[k] <= m.indices[k - 1]) {
+        sorted = false;
+        break;
+      }
+    }
+    if (sorted) continue;
+    const order = Array.from({ length: b - a }, (_, i) => a + i).sort((x, y) => m.indices[x] - m.indices[y]);
+    const idx = Uint32Array.from(order, (k) => m.indices[k]);
+    const val = Float64Array.from(order, (k) => m.data[k]);
+    for (let k = 1; k < idx.length; k++) {
+      if (idx[k] === idx[k - 1]) throw new InputError(file, `'${name}': duplicate index ${idx[k]} in row ${r} of the compressed axis`);
+    }
+    m.indices.set(idx, a);
+    m.data.set(val, a);
+  }
 }
 
 function readDenseAsCsr(
@@ -282,6 +435,121 @@ function writeCsr(parent: Group, name: string, m: Csr): void {
   writeArray(g, "indptr", nnz < 2 ** 31 ? Int32Array.from(m.indptr) : toInt64(m.indptr));
 }
 
+/**
+ * A sparse result matrix as csr_matrix: a Csr as above; a CountMatrix or RowBlocks through
+ * streamed datasets with the same dtypes (float32 data, int32 indices, int32 indptr below 2^31
+ * nonzeros else int64), so a reader sees the same matrix whichever form was passed, and no
+ * full-size float32/int32 copy is ever made.
+ */
+function writeSparse(parent: Group, name: string, m: SparseOut): void {
+  if (!("kind" in m)) return writeCsr(parent, name, m);
+  const g = parent.create_group(name);
+  enc(g, "csr_matrix", "0.1.0");
+  g.create_attribute("shape", new BigInt64Array([BigInt(m.nRows), BigInt(m.nCols)]), [2], "<q");
+  const nnz = m.kind === "counts" ? m.indptr[m.nRows] : m.nnz;
+  const data = new StreamedDataset(g, "data", "f32", nnz);
+  const indices = new StreamedDataset(g, "indices", "i32", nnz);
+  const indptr = new StreamedDataset(g, "indptr", nnz < 2 ** 31 ? "i32" : "i64", m.nRows + 1);
+  if (m.kind === "counts") {
+    data.push(m.data.subarray(0, nnz));
+    indices.push(m.indices.subarray(0, nnz));
+    indptr.push(m.indptr.subarray(0, m.nRows + 1));
+  } else {
+    const where = `'${g.path}' (RowBlocks ${m.nRows} × ${m.nCols}, nnz ${nnz})`;
+    let rows = 0;
+    let offset = 0;
+    indptr.push(Float64Array.of(0));
+    for (const b of m.blocks()) {
+      const bnnz = b.indptr[b.nRows];
+      if (b.nCols !== m.nCols || b.indptr[0] !== 0 || rows + b.nRows > m.nRows || offset + bnnz > nnz) {
+        throw new Error(`${where}: block at row ${rows} (${b.nRows} × ${b.nCols}, indptr ${b.indptr[0]}..${bnnz}) does not fit`);
+      }
+      data.push(b.data.subarray(0, bnnz));
+      indices.push(b.indices.subarray(0, bnnz));
+      indptr.push(b.indptr.subarray(1, b.nRows + 1), offset);
+      rows += b.nRows;
+      offset += bnnz;
+    }
+    if (rows !== m.nRows || offset !== nnz) throw new Error(`${where}: blocks gave ${rows} rows and ${offset} nonzeros`);
+  }
+  data.finish();
+  indices.finish();
+  indptr.finish();
+}
+
+/** Elements per HDF5 chunk of a streamed dataset (1 MiB of float32, HDF5's default chunk-cache size). */
+const STREAM_CHUNK = 1 << 18;
+/** Bytes per write_slice of a streamed dataset (whole chunks), so the Wasm heap stays small. */
+const STREAM_SLICE_BYTES = 64 << 20;
+
+/**
+ * A 1-D dataset of known length created at full size (chunked, extended once) and filled in
+ * order through a staging buffer written as whole-chunk slices of at most STREAM_SLICE_BYTES.
+ */
+class StreamedDataset {
+  private readonly ds: Dataset | undefined;
+  private readonly buf: Float32Array | Int32Array | BigInt64Array;
+  private fill = 0;
+  private written = 0;
+
+  constructor(
+    g: Group,
+    private readonly name: string,
+    kind: "f32" | "i32" | "i64",
+    private readonly total: number,
+  ) {
+    const Ctor = kind === "f32" ? Float32Array : kind === "i32" ? Int32Array : BigInt64Array;
+    if (total === 0) {
+      g.create_dataset({ name, data: new Ctor(0) });
+      this.buf = new Ctor(0);
+      return;
+    }
+    const sliceLen = Math.max(1, Math.floor(STREAM_SLICE_BYTES / Ctor.BYTES_PER_ELEMENT / STREAM_CHUNK)) * STREAM_CHUNK;
+    this.buf = new Ctor(Math.min(total, sliceLen));
+    this.ds = g.create_dataset({ name, data: new Ctor(0), shape: [0], maxshape: [null], chunks: [Math.min(total, STREAM_CHUNK)] });
+    this.ds.resize([total]);
+  }
+
+  /** Appends v[i] + add. */
+  push(v: Float32Array | Float64Array | Uint16Array | Uint32Array | Int32Array, add = 0): void {
+    if (this.written + this.fill + v.length > this.total) {
+      throw new Error(`dataset '${this.name}': more than the ${this.total} elements declared`);
+    }
+    for (let a = 0; a < v.length; ) {
+      const n = Math.min(v.length - a, this.buf.length - this.fill);
+      const buf = this.buf;
+      if (buf instanceof BigInt64Array) {
+        // Low and high 32-bit words of each non-negative integer (no BigInt per element).
+        const w = new Uint32Array(buf.buffer, buf.byteOffset + this.fill * 8, 2 * n);
+        for (let i = 0; i < n; i++) {
+          const x = v[a + i] + add;
+          w[2 * i] = x % 2 ** 32;
+          w[2 * i + 1] = Math.floor(x / 2 ** 32);
+        }
+      } else if (add === 0) {
+        buf.set(v.subarray(a, a + n), this.fill);
+      } else {
+        for (let i = 0; i < n; i++) buf[this.fill + i] = v[a + i] + add;
+      }
+      this.fill += n;
+      a += n;
+      if (this.fill === this.buf.length) this.flush();
+    }
+  }
+
+  private flush(): void {
+    if (this.fill === 0 || !this.ds) return;
+    this.ds.write_slice([[this.written, this.written + this.fill]], this.buf.subarray(0, this.fill));
+    this.written += this.fill;
+    this.fill = 0;
+  }
+
+  finish(): void {
+    this.flush();
+    if (this.written !== this.total) throw new Error(`dataset '${this.name}': ${this.written} elements written, ${this.total} declared`);
+  }
+}
+
 function toInt64(v: Float64Array): BigInt64Array {
   const out = new BigInt64Array(v.length);
   const w = new Uint32Array(out.buffer);
@@ -400,10 +668,10 @@ export async function writeH5ad(path: string, result: AnalysisResult): Promise<v
     f = new h5wasm.File(tmp, "w");
     if (f.file_id < 0n) throw new Error(`cannot create ${tmp}`);
     enc(f, "anndata", "0.1.0");
-    writeCsr(f, "X", result.X);
+    writeSparse(f, "X", result.X);
     const layers = f.create_group("layers");
     enc(layers, "dict", "0.1.0");
-    for (const [k, m] of result.layers) writeCsr(layers, k, m);
+    for (const [k, m] of result.layers) writeSparse(layers, k, m);
     writeDataframe(f, "obs", result.obs);
     writeDataframe(f, "var", result.var);
     for (const [name, entries] of [

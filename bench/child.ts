@@ -10,6 +10,7 @@ import { acquireGpu, type Gpu } from "../src/gpu/device.js";
 import { readTenxMtxDir } from "../src/io/mtx.js";
 import { analyze, type StepRecord } from "../src/pipeline/analyze.js";
 import { presetDefaults, type Backend } from "../src/pipeline/params.js";
+import type { SparseOut } from "../src/pipeline/result.js";
 
 export const TRUST_SAMPLE = 2000;
 
@@ -116,6 +117,19 @@ function geneExpressionOnly(cm: CellMatrix): CellMatrix {
   return { ...cm, X: subsetCols(cm.X, keep), var: { index: idx.map((i) => cm.var.index[i]), columns: cols } };
 }
 
+/** Stored entries of the counts layer, all and on the HVGs (whichever sparse form it is held in). */
+function countNnz(m: SparseOut, hvg: ArrayLike<number>): { nnz: number; nnzHvg: number } {
+  let nnz = 0;
+  let nnzHvg = 0;
+  const parts = "blocks" in m ? m.blocks() : [m];
+  for (const b of parts) {
+    const e = b.indptr[b.nRows];
+    nnz += e;
+    for (let o = 0; o < e; o++) if (hvg[b.indices[o]]) nnzHvg++;
+  }
+  return { nnz, nnzHvg };
+}
+
 export async function runChild(req: ChildRequest): Promise<void> {
   const t0 = performance.now();
   let cm = readTenxMtxDir(req.dir);
@@ -146,9 +160,7 @@ export async function runChild(req: ChildRequest): Promise<void> {
   const fi = res.var.columns.get("feature_index");
   if (fi?.kind !== "number") throw new Error("feature_index column lost in the pipeline");
   const featureIndex = Array.from(fi.values);
-  const counts = res.layers.get("counts")!;
-  let nnzHvg = 0;
-  for (let o = 0; o < counts.indptr[counts.nRows]; o++) if (out.hvgMask[counts.indices[o]]) nnzHvg++;
+  const { nnz, nnzHvg } = countNnz(res.layers.get("counts")!, out.hvgMask);
   const nComps = out.varianceRatio.length;
   const nPcs = Math.min(p.nPcs, nComps);
   const shapes: Shapes = {
@@ -157,7 +169,7 @@ export async function runChild(req: ChildRequest): Promise<void> {
     nnzIn: cm.X.indptr[cm.X.nRows],
     nCells: out.nCells,
     nGenes: out.nGenes,
-    nnz: counts.indptr[counts.nRows],
+    nnz,
     nHvg: out.hvgMask.reduce((s, x) => s + x, 0),
     nnzHvg,
     nComps,

@@ -137,3 +137,15 @@ export async function simulatedDataset(nCells: number, seed: number, cacheDir: s
     simulated: { nCells, seed },
   };
 }
+
+/** Cells (barcodes) in a 10x directory, before QC. */
+export function countCells(dir: string): number {
+  for (const f of ["barcodes.tsv.gz", "barcodes.tsv"]) {
+    const p = join(dir, f);
+    if (!existsSync(p)) continue;
+    let buf = readFileSync(p);
+    if (f.endsWith(".gz")) buf = gunzipSync(buf);
+    return buf.toString("utf8").split("\n").filter((l) => l.length > 0).length;
+  }
+  return 0;
+}

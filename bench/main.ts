@@ -21,7 +21,7 @@ import { fitSimParams, PARAMS_FILE, writeSimParams } from "../src/sim/params.js"
 import { simulateTenx } from "../src/sim/simulate.js";
 import { compare, labelAri, loadReference, umapTrust, type Agreement, type Comparable } from "./accuracy.js";
 import { runChild, type ChildRequest, type ChildResult } from "./child.js";
-import { parseSize, readTsv, referenceDatasets, simulatedDataset, type BenchDataset } from "./datasets.js";
+import { countCells, parseSize, readTsv, referenceDatasets, simulatedDataset, type BenchDataset } from "./datasets.js";
 import { measureGpuCeiling, pctOf, stepWork, type GpuCeiling } from "./work.js";
 import type { GpuAdapterInfo } from "../src/gpu/device.js";
 
@@ -142,7 +142,12 @@ function recordedTimings(dir: string | undefined, tool: string): Record<string, 
 interface DatasetReport {
   name: string;
   dir: string;
+  /** Most successful runs of any backend or the peer. */
   repeats: number;
+  /** Successful runs per backend and for the peer (the n behind each median). */
+  repeatsBy: Record<string, number>;
+  /** Why a backend ran fewer repeats than asked (policy or budget), per backend. */
+  repeatNotes: Record<string, string>;
   nCells?: number;
   nGenes?: number;
   nClusters?: number;
@@ -192,6 +197,34 @@ function ceilingLine(c: GpuCeiling): string {
   return `Device ceiling (median of ${c.methods.copyBufferToBuffer.runs.length} runs): copy ${c.copyGBps.toFixed(2)} GB/s read+write (${c.copyMethod}), f32 matmul ${c.matmulGflops.toFixed(2)} GFLOP/s (${c.matmulKernel}); all: ${m.join(", ")}.`;
 }
 
+/** "qc 1.2 s, pca 40.1 s, …": a finished run's steps, for the progress log. */
+function stepSummary(r: ChildResult): string {
+  const by = new Map<string, number>();
+  for (const s of r.steps) by.set(s.step, (by.get(s.step) ?? 0) + s.ms);
+  return [`read ${(r.readMs / 1000).toFixed(1)} s`, ...[...by].map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`)].join(", ");
+}
+
+/**
+ * Seconds per run (child start, read, all steps, exit) as a + b·n + c·n² in cells n, fitted to
+ * runs on the 2-core VM (bench/results/2026-11-27-*: pbmc3k, kang, 10k and 50k simulated); the
+ * n² term is the all-pairs kNN. A rough model for the up-front estimate, not a prediction.
+ */
+const RUN_MODEL: Record<string, [number, number, number]> = {
+  cpu: [2, 2.0e-3, 9e-9],
+  scranjs: [3, 2.2e-3, 6e-9],
+  webgpu: [4, 2.6e-3, 9e-9], // a hardware adapter: assumed no slower than the CPU backend
+  "webgpu-software": [6, 5.0e-3, 8e-8],
+};
+
+function estimateSeconds(cells: number[], backends: Backend[], peer: boolean, slowGpu: boolean): { name: string; first: number; later: number; gpuLater: number }[] {
+  const t = (k: string, n: number) => RUN_MODEL[k][0] + RUN_MODEL[k][1] * n + RUN_MODEL[k][2] * n * n;
+  return cells.map((n) => {
+    const gpu = backends.includes("webgpu") ? t(slowGpu ? "webgpu-software" : "webgpu", n) : 0;
+    const rest = (backends.includes("cpu") ? t("cpu", n) : 0) + (peer ? t("scranjs", n) : 0);
+    return { name: `${(n / 1000).toFixed(n < 10_000 ? 1 : 0)}k cells`, first: rest + gpu, later: rest, gpuLater: gpu };
+  });
+}
+
 const slug = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "unknown";
 
 async function bench(opts: {
@@ -201,6 +234,8 @@ async function bench(opts: {
   peers: string;
   repeat: string;
   threads: string;
+  slowRepeat: string;
+  slowCells: string;
   budgetMin: string;
   seed: string;
   cacheDir: string;
@@ -232,31 +267,64 @@ async function bench(opts: {
   const tmp = mkdtempSync(join(tmpdir(), "cellgpu-bench-"));
   const cg = new Map<string, ChildResult[]>(); // `${dataset}\u0000${backend}` → runs
   const pr = new Map<string, (PeerResult | { error: string })[]>();
-  const roundMs = new Map<string, number>();
-  // Round-robin over datasets so every dataset gets its first repeat before any gets a third.
+  const lastMs = new Map<string, number>(); // `${dataset}\u0000${backend or peer}` → its last run's wall time
+  const notes = new Map<string, string>(); // same key → why it ran fewer repeats than asked
+  const cellsIn = new Map(datasets.map((d) => [d.name, d.simulated?.nCells ?? countCells(d.dir)] as [string, number]));
+  const slowGpu = adapterInfo?.isFallbackAdapter === true || adapterInfo?.architecture === "software";
+  const slowCells = parseSize(opts.slowCells);
+  const slowRepeat = Math.max(1, Number(opts.slowRepeat));
+  /** Repeats asked of a backend on a dataset: fewer for webgpu on a software adapter at ≥ slowCells cells. */
+  const wantRepeats = (ds: BenchDataset, who: string): number => {
+    if (who === "webgpu" && slowGpu && cellsIn.get(ds.name)! >= slowCells && slowRepeat < repeat) {
+      notes.set(`${ds.name}\u0000${who}`, `software adapter, ≥ ${opts.slowCells} cells: ${slowRepeat} repeat(s) by policy (--slow-repeat)`);
+      return slowRepeat;
+    }
+    return repeat;
+  };
+  const est = estimateSeconds(datasets.map((d) => cellsIn.get(d.name)!), backends, peers.length > 0, slowGpu);
+  const firstRound = est.reduce((a, e) => a + e.first, 0);
+  const allRounds = est.reduce((a, e) => a + e.first + e.later * Math.max(0, repeat - 1) + (e.gpuLater * (Math.min(repeat, slowRepeat) - 1)), 0);
+  log(
+    `estimated run time: first repeat of every dataset ≈ ${(firstRound / 60).toFixed(1)} min, all ${repeat} repeats ≈ ${(allRounds / 60).toFixed(1)} min; ` +
+      `repeats after the first are skipped past the ${opts.budgetMin}-minute budget, so expect ≈ ${(Math.max(firstRound, Math.min(allRounds, budgetMs / 1000)) / 60).toFixed(1)} min ` +
+      `(a model fitted on the 2-core VM: ${est.map((e) => `${e.name} ${e.first.toFixed(0)} s`).join(", ")} per first repeat${slowGpu ? "; software adapter" : ""}).`,
+  );
+  // Round-robin over datasets so every dataset gets its first repeat before any gets a second;
+  // a later repeat of one backend (or the peer) is skipped when its last run would end past the budget.
   for (let r = 0; r < repeat; r++) {
     for (const ds of datasets) {
-      const est = roundMs.get(ds.name) ?? 0;
-      if (r > 0 && performance.now() - t0 + est > budgetMs) {
-        log(`${ds.name}: repeat ${r + 1} skipped (would pass the ${opts.budgetMin}-minute budget)`);
-        continue;
-      }
-      const tr = performance.now();
+      const due = (who: string): boolean => {
+        const key = `${ds.name}\u0000${who}`;
+        if (r >= wantRepeats(ds, who)) return false;
+        if (r > 0 && performance.now() - t0 + (lastMs.get(key) ?? 0) > budgetMs) {
+          log(`${ds.name}: ${who} repeat ${r + 1} skipped (would pass the ${opts.budgetMin}-minute budget)`);
+          notes.set(key, `budget: repeats after ${r} skipped (--budget-min ${opts.budgetMin})`);
+          return false;
+        }
+        return true;
+      };
       for (const b of backends) {
-        log(`${ds.name}: cellgpu ${b}, repeat ${r + 1}/${repeat} …`);
+        if (!due(b)) continue;
+        log(`${ds.name}: cellgpu ${b}, repeat ${r + 1}/${wantRepeats(ds, b)} …`);
+        const tr = performance.now();
         const res = await runCellgpu(ds, b, r === 0, tmp);
         if (res.error) log(`  failed: ${res.error}`);
+        else log(`  ${((performance.now() - tr) / 1000).toFixed(1)} s: ${stepSummary(res)}`);
         const key = `${ds.name}\u0000${b}`;
+        lastMs.set(key, performance.now() - tr);
         cg.set(key, [...(cg.get(key) ?? []), res]);
       }
       for (const p of peers) {
+        if (!due(p)) continue;
         log(`${ds.name}: ${p} (${threads} threads), repeat ${r + 1}/${repeat} …`);
+        const tr = performance.now();
         const n = cg.get(`${ds.name}\u0000${backends[0]}`)?.[0]?.shapes?.nCells ?? 0;
         const res = await runScranjs(ds, threads, n > 10_000 ? 200 : 500);
         if ("error" in res) log(`  failed: ${res.error}`);
+        else log(`  ${((performance.now() - tr) / 1000).toFixed(1)} s`);
+        lastMs.set(`${ds.name}\u0000${p}`, performance.now() - tr);
         pr.set(ds.name, [...(pr.get(ds.name) ?? []), res]);
       }
-      roundMs.set(ds.name, performance.now() - tr);
     }
   }
   rmSync(tmp, { recursive: true, force: true });
@@ -268,6 +336,8 @@ async function bench(opts: {
       name: ds.name,
       dir: ds.dir,
       repeats: 0,
+      repeatsBy: {},
+      repeatNotes: {},
       timings: {},
       ranOn: {},
       ratios: {},
@@ -290,6 +360,9 @@ async function bench(opts: {
       for (const x of runs) if (x.error) rep.errors.push(`cellgpu ${b}: ${x.error}`);
       if (ok.length === 0) continue;
       rep.repeats = Math.max(rep.repeats, ok.length);
+      rep.repeatsBy[b] = ok.length;
+      const note = notes.get(`${ds.name}\u0000${b}`);
+      if (note) rep.repeatNotes[b] = note;
       const stepMs = (x: ChildResult, step: string) =>
         step === "read" ? x.readMs : x.steps.filter((s) => s.step === step).reduce((a, s) => a + s.ms, 0);
       for (const step of STEPS) {
@@ -349,6 +422,10 @@ async function bench(opts: {
     const peerOk = peerRuns.filter((x): x is PeerResult => !("error" in x));
     for (const x of peerRuns) if ("error" in x) rep.errors.push(`scran.js: ${x.error}`);
     if (peerOk.length > 0) {
+      rep.repeats = Math.max(rep.repeats, peerOk.length);
+      rep.repeatsBy["scran.js"] = peerOk.length;
+      const note = notes.get(`${ds.name}\u0000scranjs`);
+      if (note) rep.repeatNotes["scran.js"] = note;
       const t: Record<string, { median: number; runs: number[] }> = {};
       for (const step of STEPS) {
         const vals = peerOk.map((x) => x.steps[step]).filter((v) => v !== undefined);
@@ -405,15 +482,18 @@ function markdown(
   const ai = machine.adapterInfo;
   if (ai) out.push(`WebGPU adapter: vendor ${ai.vendor || "?"}, architecture ${ai.architecture || "?"}, description ${ai.description || "?"}, fallback adapter ${ai.isFallbackAdapter}.`);
   if (ceiling) out.push(ceilingLine(ceiling) + " `% ceil.` columns divide a WebGPU step's model rate by these (whole-step wall time, host work and transfers included).");
-  out.push(`Times are medians over repeats in ms; scran.js 4.0.9 with ${threads} threads in the same run (child process per repeat, alternating).`);
+  out.push(`Times are medians over the n repeats in each column header (n=1: a single run, no median) in ms; scran.js 4.0.9 with ${threads} threads in the same run (child process per repeat, alternating).`);
   out.push("scanpy_like / Seurat columns: recorded on another run (../shared/reference), shown for scale only.");
   out.push("A step shown as `ms (cpu)` under webgpu fell back to / has no GPU twin and ran on the CPU. GB/s and GFLOP/s: bench/work.ts model counts ÷ median time.");
   out.push("");
   for (const r of reports) {
-    out.push(`### ${r.name} — ${r.nCells ?? "?"} cells × ${r.nGenes ?? "?"} genes after QC, ${r.nClusters ?? "?"} clusters, ${r.repeats} repeat(s)`);
+    const nOf = (who: string) => `n=${r.repeatsBy[who] ?? 0}`;
+    out.push(`### ${r.name} — ${r.nCells ?? "?"} cells × ${r.nGenes ?? "?"} genes after QC, ${r.nClusters ?? "?"} clusters; repeats ${Object.entries(r.repeatsBy).map(([b, n]) => `${b} n=${n}`).join(", ")}`);
     out.push("");
+    for (const [b, why] of Object.entries(r.repeatNotes)) out.push(`${b}: ${why}. `);
+    if (Object.keys(r.repeatNotes).length) out.push("");
     const gpuCols = backends.includes("webgpu") && ceiling ? ["webgpu % ceil. copy · matmul"] : [];
-    const hdr = ["step", ...backends.map((b) => `${b} ms`), ...(r.peer ? [`scran.js ms (${r.peer.threads} thr)`, ...backends.map((b) => `${b}/scran.js`)] : []), "scanpy_like ms (rec.)", "seurat ms (rec.)", ...backends.map((b) => `${b} GB/s · GFLOP/s (model)`), ...gpuCols];
+    const hdr = ["step", ...backends.map((b) => `${b} ms (${nOf(b)})`), ...(r.peer ? [`scran.js ms (${r.peer.threads} thr, ${nOf("scran.js")})`, ...backends.map((b) => `${b}/scran.js`)] : []), "scanpy_like ms (rec.)", "seurat ms (rec.)", ...backends.map((b) => `${b} GB/s · GFLOP/s (model)`), ...gpuCols];
     out.push(`| ${hdr.join(" | ")} |`);
     out.push(`|${hdr.map(() => "---").join("|")}|`);
     for (const step of [...STEPS, "total", "total_with_read"]) {
@@ -472,6 +552,8 @@ program
   .option("--peers <list>", "scranjs or none", "scranjs")
   .option("--repeat <n>", "repeats per dataset (median reported)", "3")
   .option("--threads <n>", "scran.js threads", "2")
+  .option("--slow-repeat <n>", "repeats of the webgpu backend on a software (fallback) adapter for datasets of ≥ --slow-cells cells", "1")
+  .option("--slow-cells <n>", "cell count from which --slow-repeat applies", "50k")
   .option("--budget-min <m>", "skip repeats after the first that would end past this many minutes from the start", "13")
   .option("--seed <n>", "simulator seed", "1")
   .option("--cache-dir <dir>", "where simulated datasets are kept", join(tmpdir(), "cellgpu-bench-sim"))

@@ -472,14 +472,17 @@ export async function readTenxMtxDirCounts(dir: string, opts: { chunkBytes?: num
   const files = tenxFiles(dir);
   const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK;
   const b = new CountsBuilder(files.mtxPath);
-  const p = new MtxParser(files.mtxPath, true, b);
-  await streamInto(files.mtxPath, chunkBytes, p);
-  p.finish();
+  const pass = async () => {
+    const p = new MtxParser(files.mtxPath, true, b);
+    await streamInto(files.mtxPath, chunkBytes, p);
+    p.finish(); // hands the last batch to b
+  };
+  await pass();
   b.endPass();
   const tables = readTables(files, b.nFeatures, b.nCells);
   if (b.mode === "count") {
     b.startScatter();
-    await streamInto(files.mtxPath, chunkBytes, new MtxParser(files.mtxPath, true, b));
+    await pass();
     b.sortAllCells();
   }
   b.check();

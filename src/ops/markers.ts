@@ -154,6 +154,8 @@ function wilcoxonRanks(X: Csr, labels: Int32Array, nGroups: number, N: number, n
   const cursor = Float64Array.from(X.indptr.subarray(0, X.nRows));
   const hist = new Uint32Array(3 << 11);
   const start = new Float64Array(w + 1);
+  const rankSum = new Float64Array(nGroups);
+  const nzInGroup = new Float64Array(nGroups);
   const res: RankSums = {
     rankSum: new Float64Array(nGroups * w),
     nzInGroup: new Float64Array(nGroups * w),
@@ -201,6 +203,9 @@ function wilcoxonRanks(X: Csr, labels: Int32Array, nGroups: number, N: number, n
       sortByValue(scratch, a, nz, hist);
       let nNeg = 0;
       while (nNeg < nz && val[a + nNeg] < 0x80000000) nNeg++;
+      // Per-gene accumulators stay in cache; the block's arrays are strided by w.
+      rankSum.fill(0);
+      nzInGroup.fill(0);
       let tieSum = 0;
       let i = 0;
       while (i < nz) {
@@ -210,12 +215,15 @@ function wilcoxonRanks(X: Csr, labels: Int32Array, nGroups: number, N: number, n
         const ties = e - i;
         const avg = i + 1 + (i >= nNeg ? zeros : 0) + (ties - 1) / 2;
         for (let q = a + i; q < a + e; q++) {
-          const o = tag[q] * w + t;
-          res.rankSum[o] += avg;
-          res.nzInGroup[o]++;
+          rankSum[tag[q]] += avg;
+          nzInGroup[tag[q]]++;
         }
         tieSum += ties * ties * ties - ties;
         i = e;
+      }
+      for (let g = 0; g < nGroups; g++) {
+        res.rankSum[g * w + t] = rankSum[g];
+        res.nzInGroup[g * w + t] = nzInGroup[g];
       }
       res.tieSum[t] = tieSum;
       res.nNeg[t] = nNeg;

@@ -11,6 +11,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import type { CellMatrix } from "../core/cellMatrix.js";
 import { subsetRows } from "../core/csr.js";
 import { cellQcCpu, mitoMask } from "../ops/qc.js";
+import { SimRng } from "./rng.js";
 
 export interface SimParams {
   source: string;
@@ -149,6 +150,40 @@ export function readSimParams(path: string): SimParams {
     logProp: Float64Array.from(lp),
     dispersion: Float64Array.from(disp),
   };
+}
+
+/**
+ * `p` grown to `nGenes` genes: each extra gene copies the (log share, dispersion) of a fitted
+ * gene drawn uniformly (deterministic per seed), is named SIMG00001… with id SIMENSG00001…
+ * (never mito), and all shares are renormalised to sum to 1. Fewer genes than fitted: an error.
+ */
+export function extendSimParams(p: SimParams, nGenes: number, seed: number): SimParams {
+  const n0 = p.logProp.length;
+  if (!Number.isInteger(nGenes) || nGenes < n0) {
+    throw new Error(`nGenes ${nGenes} must be an integer ≥ the ${n0} genes of the fitted parameters (${p.source})`);
+  }
+  if (nGenes === n0) return p;
+  const rng = new SimRng(seed, 4);
+  const logProp = new Float64Array(nGenes);
+  const dispersion = new Float64Array(nGenes);
+  logProp.set(p.logProp);
+  dispersion.set(p.dispersion);
+  const geneIds = p.geneIds.slice();
+  const geneNames = p.geneNames.slice();
+  const width = Math.max(5, String(nGenes - n0).length);
+  for (let g = n0; g < nGenes; g++) {
+    const src = Math.floor(rng.uniform() * n0);
+    logProp[g] = p.logProp[src];
+    dispersion[g] = p.dispersion[src];
+    const num = String(g - n0 + 1).padStart(width, "0");
+    geneNames.push(`SIMG${num}`);
+    geneIds.push(`SIMENSG${num}`);
+  }
+  let s = 0;
+  for (let g = 0; g < nGenes; g++) s += Math.exp(logProp[g]);
+  const ls = Math.log(s);
+  for (let g = 0; g < nGenes; g++) logProp[g] -= ls;
+  return { ...p, geneIds, geneNames, logProp, dispersion };
 }
 
 /** The committed pbmc3k parameters, found beside this source file or, bundled, under src/sim. */

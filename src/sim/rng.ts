@@ -33,6 +33,11 @@ export class SimRng {
     return this.u32() / 4294967296;
   }
 
+  /** Exponential(1): −ln(1 − U), finite since 1 − U ≥ 2^−32. */
+  exponential(): number {
+    return -Math.log(1 - this.uniform());
+  }
+
   /** Standard normal (Box–Muller, the second value kept for the next call). */
   normal(): number {
     if (!Number.isNaN(this.spare)) {
@@ -117,4 +122,15 @@ function lnFactorial(k: number): number {
   if (k < 16) return LN_FACT[k];
   const x = k + 1;
   return (x - 0.5) * Math.log(x) - x + 0.5 * Math.log(2 * Math.PI) + 1 / (12 * x) - 1 / (360 * x * x * x);
+}
+
+/**
+ * murmur3's 32-bit finaliser of (word, i): a counter-based hash, so a cell's random word gives
+ * each gene its own well-mixed 32 bits without one generator call per gene.
+ */
+export function hash32(word: number, i: number): number {
+  let h = (word + Math.imul(i, 0x9e3779b1)) | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }

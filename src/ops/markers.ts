@@ -19,10 +19,12 @@
  *   argsort, which in practice leaves exact ties in descending index order.
  *
  * How: zeros of a gene form one tie block, so only its nonzeros are sorted: a chunk of genes'
- * nonzeros, as order-preserving uint32 images of the float32 values, is radix-sorted by value and
- * then stably by gene, carrying each cell's group along (ties are exact float32 equality, as in
- * scanpy's rank of the float32 matrix). Chunks bound the memory. Rank sums are multiples of 1/2,
- * exact in float64.
+ * nonzeros, as order-preserving uint32 images of the float32 values, is gathered gene by gene and
+ * each gene's run radix-sorted by value, carrying each cell's group along (ties are exact float32
+ * equality, as in scanpy's rank of the float32 matrix). Chunks bound the memory. Rank sums are
+ * multiples of 1/2, exact in float64. rankGenesGroupsBlockedCpu takes the matrix a block of genes
+ * at a time (for matrices too large to hold); every per-gene statistic depends on that gene's
+ * column only, so any block size gives the same bytes.
  */
 import type { Csr } from "../core/csr.js";
 import type { UnsValue } from "../pipeline/result.js";

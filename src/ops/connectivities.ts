@@ -107,87 +107,110 @@ export function fuzzySimplicialSetCpu(knn: Knn): Csr {
   return fuzzyUnion(knn, weights);
 }
 
-/** A + Aᵀ − A∘Aᵀ for the directed weights A of the kNN slots (missing neighbours, c < 0, skipped). */
+/**
+ * A + Aᵀ − A∘Aᵀ for the directed weights A of the kNN slots (missing neighbours, c < 0, skipped).
+ * Flat typed arrays throughout (per-row JS arrays cost ~1 GB and most of the time at 1M cells).
+ */
 function fuzzyUnion(knn: Knn, weights: Float32Array): Csr {
   const { n, k, indices } = knn;
   // A as CSR, zeros eliminated.
-  const rowCols: number[][] = [];
-  const rowVals: number[][] = [];
+  const aPtr = new Float64Array(n + 1);
+  const aIdx = new Uint32Array(n * k);
+  const aVal = new Float32Array(n * k);
+  const rowC = new Int32Array(k);
+  const rowV = new Float32Array(k);
+  let nnzA = 0;
   for (let i = 0; i < n; i++) {
-    const entries: [number, number][] = [];
+    // Columns sorted by a stable insertion sort (k is small); coo → csr sums duplicate coordinates.
+    let m = 0;
     for (let j = 0; j < k; j++) {
       const c = indices[i * k + j];
-      if (c >= 0) entries.push([c, weights[i * k + j]]);
+      if (c < 0) continue;
+      let s = m++;
+      while (s > 0 && rowC[s - 1] > c) {
+        rowC[s] = rowC[s - 1];
+        rowV[s] = rowV[s - 1];
+        s--;
+      }
+      rowC[s] = c;
+      rowV[s] = weights[i * k + j];
     }
-    entries.sort((a, b) => a[0] - b[0]);
-    const cols: number[] = [];
-    const vals: number[] = [];
-    for (const [c, v] of entries) {
-      // coo → csr sums duplicate coordinates.
-      if (cols.length > 0 && cols[cols.length - 1] === c) vals[vals.length - 1] = f32(vals[vals.length - 1] + v);
+    let u = 0;
+    for (let t = 0; t < m; t++) {
+      if (u > 0 && rowC[u - 1] === rowC[t]) rowV[u - 1] = f32(rowV[u - 1] + rowV[t]);
       else {
-        cols.push(c);
-        vals.push(v);
+        rowC[u] = rowC[t];
+        rowV[u++] = rowV[t];
       }
     }
-    const keepC: number[] = [];
-    const keepV: number[] = [];
-    for (let t = 0; t < cols.length; t++) {
-      if (vals[t] !== 0) {
-        keepC.push(cols[t]);
-        keepV.push(vals[t]);
+    for (let t = 0; t < u; t++) {
+      if (rowV[t] !== 0) {
+        aIdx[nnzA] = rowC[t];
+        aVal[nnzA++] = rowV[t];
       }
     }
-    rowCols.push(keepC);
-    rowVals.push(keepV);
+    aPtr[i + 1] = nnzA;
   }
-  const A = fromRows(n, rowCols, rowVals);
+  const A: Csr = { nRows: n, nCols: n, indptr: aPtr, indices: aIdx.subarray(0, nnzA), data: aVal.subarray(0, nnzA) };
   const At = transpose(A);
 
   // Fuzzy union, per entry in scipy's float32 order: (a + b) − (a·b).
-  const outCols: number[][] = [];
-  const outVals: number[][] = [];
+  const indptr = new Float64Array(n + 1);
+  const outC = new Uint32Array(2 * nnzA);
+  const outV = new Float32Array(2 * nnzA);
+  let nnz = 0;
   for (let i = 0; i < n; i++) {
-    const cols: number[] = [];
-    const vals: number[] = [];
     let p = A.indptr[i];
     const pe = A.indptr[i + 1];
     let q = At.indptr[i];
     const qe = At.indptr[i + 1];
     while (p < pe || q < qe) {
-      const ca = p < pe ? A.indices[p] : Infinity;
-      const cb = q < qe ? At.indices[q] : Infinity;
-      const c = Math.min(ca, cb);
-      const a = ca === c ? A.data[p++] : 0;
+      const ca = p < pe ? aIdx[p] : n;
+      const cb = q < qe ? At.indices[q] : n;
+      const c = ca < cb ? ca : cb;
+      const a = ca === c ? aVal[p++] : 0;
       const b = cb === c ? At.data[q++] : 0;
       const v = f32(f32(a + b) - f32(a * b));
       if (v !== 0) {
-        cols.push(c);
-        vals.push(v);
+        outC[nnz] = c;
+        outV[nnz++] = v;
       }
     }
-    outCols.push(cols);
-    outVals.push(vals);
+    indptr[i + 1] = nnz;
   }
-  return fromRows(n, outCols, outVals);
+  return { nRows: n, nCols: n, indptr, indices: outC.slice(0, nnz), data: outV.slice(0, nnz) };
 }
 
 /** scanpy's distances matrix: row i holds neighbours 1..k−1 of i with their distances. */
 export function knnDistancesCsr(knn: Knn): Csr {
   const { n, k, indices, distances } = knn;
-  const rowCols: number[][] = [];
-  const rowVals: number[][] = [];
+  const w = Math.max(0, k - 1);
+  const indptr = new Float64Array(n + 1);
+  const cols = new Uint32Array(n * w);
+  const vals = new Float32Array(n * w);
+  const order = new Int32Array(w);
   for (let i = 0; i < n; i++) {
     if (indices[i * k] !== i) {
       throw new Error(`knnDistancesCsr: the first neighbour of row ${i} is ${indices[i * k]}, not the cell itself`);
     }
-    const order: number[] = [];
-    for (let j = 1; j < k; j++) order.push(j);
-    order.sort((a, b) => indices[i * k + a] - indices[i * k + b]);
-    rowCols.push(order.map((j) => indices[i * k + j]));
-    rowVals.push(order.map((j) => distances[i * k + j]));
+    // Slots 1..k−1 by column, stable insertion sort (equal columns keep slot order).
+    for (let j = 1; j < k; j++) {
+      const c = indices[i * k + j];
+      let s = j - 1;
+      while (s > 0 && indices[i * k + order[s - 1]] > c) {
+        order[s] = order[s - 1];
+        s--;
+      }
+      order[s] = j;
+    }
+    const o = i * w;
+    for (let t = 0; t < w; t++) {
+      cols[o + t] = indices[i * k + order[t]];
+      vals[o + t] = distances[i * k + order[t]];
+    }
+    indptr[i + 1] = o + w;
   }
-  return fromRows(n, rowCols, rowVals);
+  return { nRows: n, nCols: n, indptr, indices: cols, data: vals };
 }
 
 /** Seurat's shared-nearest-neighbour graph: Jaccard-like overlap of kNN sets, pruned. */
@@ -240,19 +263,6 @@ export function snnGraphCpu(knn: Knn, prune: number): Csr {
     indptr[i + 1] = nnz;
   }
   return { nRows: n, nCols: n, indptr, indices: cols.slice(0, nnz), data: vals.slice(0, nnz) };
-}
-
-function fromRows(n: number, rowCols: number[][], rowVals: number[][]): Csr {
-  const indptr = new Float64Array(n + 1);
-  for (let i = 0; i < n; i++) indptr[i + 1] = indptr[i] + rowCols[i].length;
-  const nnz = indptr[n];
-  const indices = new Uint32Array(nnz);
-  const data = new Float32Array(nnz);
-  for (let i = 0; i < n; i++) {
-    indices.set(rowCols[i], indptr[i]);
-    data.set(rowVals[i], indptr[i]);
-  }
-  return { nRows: n, nCols: n, indptr, indices, data };
 }
 
 /**

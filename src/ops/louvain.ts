@@ -225,23 +225,31 @@ function groupSingletons(net: WGraph, cluster: Int32Array): Int32Array {
   for (let v = 0; v < n; v++) size[cluster[v]]++;
   const isSingleton = Uint8Array.from(size, (s) => (s === 1 ? 1 : 0));
   const conn = new Float64Array(nClusters);
+  // Clusters adjacent to the current singleton: scanning only these (not all clusters) keeps the
+  // pass linear in the edges when there are many singletons.
+  const touched = new Int32Array(nClusters);
   for (let v = 0; v < n; v++) {
     if (!isSingleton[cluster[v]]) continue;
+    let nTouched = 0;
     for (let k = net.indptr[v]; k < net.indptr[v + 1]; k++) {
       const c = out[net.indices[k]];
-      if (!isSingleton[c]) conn[c] += net.weights[k];
+      if (isSingleton[c]) continue;
+      if (conn[c] === 0) touched[nTouched++] = c;
+      conn[c] += net.weights[k];
     }
+    // Highest mean wins, ties to the lowest cluster id (as a scan in id order).
     let best = -1;
     let bestMean = 0;
-    for (let c = 0; c < nClusters; c++) {
+    for (let t = 0; t < nTouched; t++) {
+      const c = touched[t];
       if (conn[c] === 0) continue;
       const mean = conn[c] / size[c];
-      if (mean > bestMean) {
+      if (mean > bestMean || (mean === bestMean && best >= 0 && c < best)) {
         best = c;
         bestMean = mean;
       }
-      conn[c] = 0;
     }
+    for (let t = 0; t < nTouched; t++) conn[touched[t]] = 0;
     if (best >= 0) {
       out[v] = best;
       size[best]++;

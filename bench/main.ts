@@ -1,7 +1,7 @@
 /**
  * cellgpu benchmark suite.
  *
- *   npm run bench [-- --datasets a,b --sizes 10k,50k --backends cpu,webgpu --peers scranjs --repeat N]
+ *   npm run bench [-- --datasets a,b --sizes 10k,50k --backends auto|cpu|webgpu|cpu,webgpu --peers scranjs --repeat N]
  *   node dist/bench.js simulate --cells 50000 --out dir --seed 1
  *   node dist/bench.js fit-sim datasets/pbmc3k        (re-estimates src/sim/pbmc3k_genes.tsv.gz)
  *
@@ -243,7 +243,9 @@ async function bench(opts: {
 }): Promise<void> {
   const t0 = performance.now();
   const log = (s: string) => process.stderr.write(s + "\n");
-  const backends = opts.backends.split(",").filter(Boolean) as Backend[];
+  // "auto": cpu, plus webgpu when an adapter is found (checked below, before any run).
+  const auto = opts.backends === "auto";
+  const backends = (auto ? ["cpu", "webgpu"] : opts.backends.split(",").filter(Boolean)) as Backend[];
   for (const b of backends) if (b !== "cpu" && b !== "webgpu") throw new Error(`unknown backend '${b}' (cpu, webgpu)`);
   const peers = opts.peers.split(",").filter((p) => p && p !== "none");
   for (const p of peers) if (p !== "scranjs") throw new Error(`unknown peer '${p}' (scranjs, none)`);
@@ -263,6 +265,10 @@ async function bench(opts: {
     datasets.push(await simulatedDataset(parseSize(s), Number(opts.seed), opts.cacheDir, log));
   }
   const { name: adapter, info: adapterInfo, ceiling } = await adapterAndCeiling(backends, log);
+  if (auto && adapter === "no-adapter") {
+    backends.splice(backends.indexOf("webgpu"), 1);
+    log("--backends auto: no WebGPU adapter, so the cpu backend only (bash scripts/setup-webgpu.sh installs the software one)");
+  }
 
   const tmp = mkdtempSync(join(tmpdir(), "cellgpu-bench-"));
   const cg = new Map<string, ChildResult[]>(); // `${dataset}\u0000${backend}` → runs
@@ -548,7 +554,7 @@ program
   .description("time and check cellgpu against peers and reference outputs")
   .option("--datasets <list>", "comma-separated reference datasets, or 'all'", "all")
   .option("--sizes <list>", "simulated sizes, e.g. 10k,50k", "")
-  .option("--backends <list>", "cpu,webgpu", "cpu")
+  .option("--backends <list>", "cpu, webgpu, cpu,webgpu, or auto (cpu, plus webgpu when an adapter is found)", "auto")
   .option("--peers <list>", "scranjs or none", "scranjs")
   .option("--repeat <n>", "repeats per dataset (median reported)", "3")
   .option("--threads <n>", "scran.js threads", "2")

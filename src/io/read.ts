@@ -11,7 +11,7 @@ import { compactCounts, countsSubsetCols } from "../core/counts.js";
 import { subsetCols } from "../core/csr.js";
 import { InputError } from "./errors.js";
 import { readTenxH5 } from "./h5.js";
-import { readH5ad } from "./h5ad.js";
+import { readH5ad, readH5adCounts } from "./h5ad.js";
 import { withHdf5Diagnostics } from "./h5util.js";
 import { readTenxMtxDirAsync, readTenxMtxDirCounts } from "./mtx.js";
 
@@ -30,14 +30,15 @@ export async function readInput(path: string): Promise<CellMatrix> {
 
 /**
  * readInput with the counts held compactly (CountMatrix), for inputs too large for a Csr.
- * MTX directories are streamed straight into it (readTenxMtxDirCounts); .h5 and .h5ad are
- * read as a Csr and then compacted, so they briefly need both (12 B per nonzero).
+ * MTX directories are streamed straight into it (readTenxMtxDirCounts), .h5ad through
+ * readH5adCounts; .h5 is read as a Csr and then compacted, so it briefly needs both (12 B per
+ * nonzero).
  */
 export async function readInputCounts(path: string): Promise<CountCellMatrix> {
   const lower = path.toLowerCase();
   let m: CountCellMatrix;
   if (isDirectory(path)) m = await readTenxMtxDirCounts(path);
-  else if (lower.endsWith(".h5ad")) m = compacted(await withHdf5Diagnostics(() => readH5ad(path)));
+  else if (lower.endsWith(".h5ad")) m = await withHdf5Diagnostics(() => readH5adCounts(path));
   else if (lower.endsWith(".h5") || lower.endsWith(".hdf5")) m = compacted(await withHdf5Diagnostics(() => readTenxH5(path)));
   else throw new InputError(path, `unrecognised input; expected ${ACCEPTED}`);
   checkNotEmpty(path, m.X);

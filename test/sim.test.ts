@@ -3,11 +3,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subsetRows } from "../src/core/csr.js";
-import { readTenxMtxDir } from "../src/io/mtx.js";
+import { readTenxMtxDir, readTenxMtxDirAsync } from "../src/io/mtx.js";
+import { mulberry32 } from "../src/core/random.js";
 import { adjustedRandIndex } from "../src/metrics/index.js";
 import { normalizeTotalLog1pCpu } from "../src/ops/normalize.js";
 import { cellQcCpu, mitoMask } from "../src/ops/qc.js";
-import { simulateTenx, type SimulateSummary } from "../src/sim/simulate.js";
+import { defaultSimParams, extendSimParams } from "../src/sim/params.js";
+import { SimRng } from "../src/sim/rng.js";
+import {
+  CellScratch,
+  clusterRates,
+  gammaPools,
+  sampleCell,
+  simulateTenx,
+  type SimulateSummary,
+} from "../src/sim/simulate.js";
 import { datasetDir } from "./helpers/reference.js";
 
 const N = 1000;
@@ -117,5 +127,196 @@ describe("simulator", () => {
     expect(adjustedRandIndex(pred, actual)).toBeGreaterThan(0.8);
     // every cluster is populated
     expect(new Set(truth).size).toBe(k);
+  });
+});
+
+/** Per-column mean and (n − 1) variance of a cells × genes CSR, zeros included. */
+function geneMoments(X: { nRows: number; nCols: number; indptr: Float64Array; indices: Uint32Array; data: Float32Array }) {
+  const s1 = new Float64Array(X.nCols);
+  const s2 = new Float64Array(X.nCols);
+  for (let o = 0; o < X.indptr[X.nRows]; o++) {
+    s1[X.indices[o]] += X.data[o];
+    s2[X.indices[o]] += X.data[o] * X.data[o];
+  }
+  const n = X.nRows;
+  const mean = s1.map((s) => s / n);
+  const variance = s2.map((s, g) => (s - n * mean[g] * mean[g]) / (n - 1));
+  return { mean, variance };
+}
+
+describe("simulator sampling is exact", () => {
+  it("gene mixing pools have mean 1 and variance φ for every fitted dispersion", () => {
+    const p = defaultSimParams();
+    const pools = gammaPools(p.dispersion, new SimRng(3, 2));
+    let worst = 0;
+    let minG = Infinity;
+    for (let g = 0; g < p.dispersion.length; g++) {
+      let m = 0;
+      let m2 = 0;
+      for (let i = 0; i < 256; i++) {
+        const G = 1 + pools.shrink[g] * (pools.values[pools.off[g] + i] - 1);
+        minG = Math.min(minG, G);
+        m += G / 256;
+        m2 += (G * G) / 256;
+      }
+      const phi = p.dispersion[g];
+      worst = Math.max(worst, Math.abs(m - 1), Math.abs(m2 - m * m - phi) / Math.max(phi, 1e-3));
+    }
+    expect(minG).toBeGreaterThanOrEqual(0);
+    expect(worst).toBeLessThan(1e-5);
+  });
+
+  it("Poisson-process counts match independent Poisson draws (reference sampler) gene by gene", () => {
+    // 40 genes with expected counts from 0.002 to ~60 (some above the direct-draw cut-off), one mito
+    const nG = 40;
+    const lib = 1000;
+    const q = Float64Array.from({ length: nG }, (_, g) => 2e-6 * 1.3 ** g);
+    const lam = q.map((x) => x * lib);
+    const mito = new Uint8Array(nG);
+    mito[25] = 1;
+    const mitoScale = 1.7;
+    lam[25] *= mitoScale;
+    const pools = gammaPools(new Float64Array(nG), new SimRng(1, 2)); // φ = 0: pure Poisson
+    const rates = clusterRates(q, pools);
+    const scratch = new CellScratch(nG);
+    const genes = new Int32Array(nG);
+    const counts = new Int32Array(nG);
+    const n = 20000;
+    const rng = new SimRng(11, 3);
+    const sim = new Float64Array(n * nG);
+    let ascending = true;
+    for (let c = 0; c < n; c++) {
+      const k = sampleCell(rng, rng.u32(), lib, rates, pools, mito, mitoScale, scratch, genes, counts);
+      for (let i = 0; i < k; i++) {
+        if (i > 0 && genes[i] <= genes[i - 1]) ascending = false;
+        sim[c * nG + genes[i]] = counts[i];
+      }
+    }
+    expect(ascending).toBe(true);
+    // slow reference: one independent Poisson per gene by Knuth's product of uniforms
+    const u = mulberry32(5);
+    const poisson = (l: number) => {
+      const L = Math.exp(-l);
+      let k = 0;
+      let p = u();
+      while (p > L) {
+        k++;
+        p *= u();
+      }
+      return k;
+    };
+    const ref = new Float64Array(n * nG);
+    for (let c = 0; c < n; c++) for (let g = 0; g < nG; g++) ref[c * nG + g] = poisson(lam[g]);
+    const moments = (a: Float64Array, g: number) => {
+      let s = 0, s2 = 0, z = 0;
+      for (let c = 0; c < n; c++) {
+        const y = a[c * nG + g];
+        s += y;
+        s2 += y * y;
+        if (y === 0) z++;
+      }
+      const m = s / n;
+      return { m, v: (s2 - n * m * m) / (n - 1), p0: z / n };
+    };
+    for (let g = 0; g < nG; g++) {
+      const l = lam[g];
+      const a = moments(sim, g);
+      const b = moments(ref, g);
+      const seMean = Math.sqrt(l / n);
+      // Var(s²) for Poisson: (μ4 − σ⁴)/n with μ4 = λ + 3λ²
+      const seVar = Math.sqrt((l + 2 * l * l) / n);
+      const p0 = Math.exp(-l);
+      const seP0 = Math.sqrt((p0 * (1 - p0)) / n) + 1e-9;
+      expect(Math.abs(a.m - l) / seMean, `mean gene ${g}`).toBeLessThan(4.5);
+      expect(Math.abs(a.v - l) / seVar, `var gene ${g}`).toBeLessThan(4.5);
+      expect(Math.abs(a.p0 - p0) / seP0, `P(0) gene ${g}`).toBeLessThan(4.5);
+      // the simulator and the reference agree with each other too (two-sample)
+      expect(Math.abs(a.m - b.m) / (Math.SQRT2 * seMean), `mean vs reference gene ${g}`).toBeLessThan(4.5);
+      expect(Math.abs(a.v - b.v) / (Math.SQRT2 * seVar), `var vs reference gene ${g}`).toBeLessThan(4.5);
+    }
+    // genes are independent: neighbouring genes (which share the arrival process) are uncorrelated
+    for (let g = 0; g + 1 < nG; g++) {
+      let sxy = 0;
+      for (let c = 0; c < n; c++) sxy += (sim[c * nG + g] - lam[g]) * (sim[c * nG + g + 1] - lam[g + 1]);
+      const r = sxy / n / Math.sqrt(lam[g] * lam[g + 1]);
+      expect(Math.abs(r), `corr genes ${g},${g + 1}`).toBeLessThan(4.5 / Math.sqrt(n));
+    }
+  });
+
+  it("per-gene mean and variance over 3000 cells match NB(L·q, φ) at a fixed library size", async () => {
+    const n = 3000;
+    const L = 3000;
+    const dir = join(root, "nb");
+    await simulateTenx({ nCells: n, outDir: dir, seed: 21, nClusters: 1, nDeGenes: 0, mitoSd: 0, libSize: L });
+    const cm = await readTenxMtxDirAsync(dir);
+    const p = defaultSimParams();
+    expect(cm.var.index).toEqual(p.geneNames);
+    const { mean, variance } = geneMoments(cm.X);
+    let sumP = 0;
+    for (const lp of p.logProp) sumP += Math.exp(lp);
+    const zMean: number[] = [];
+    const zVar: number[] = [];
+    for (let g = 0; g < p.logProp.length; g++) {
+      const mu = (L * Math.exp(p.logProp[g])) / sumP;
+      if (mu * n < 200) continue; // too few counts for a normal approximation
+      const phi = p.dispersion[g];
+      const v = mu + phi * mu * mu;
+      // NB excess kurtosis 6/r + p²/(r(1−p)) with r = 1/φ, p = r/(r+μ); φ = 0: Poisson's 1/μ
+      const r = 1 / phi;
+      const pr = r / (r + mu);
+      const exKurt = phi > 0 ? 6 / r + (pr * pr) / (r * (1 - pr)) : 1 / mu;
+      zMean.push((mean[g] - mu) / Math.sqrt(v / n));
+      zVar.push((variance[g] - v) / (v * Math.sqrt((exKurt + 2) / n)));
+    }
+    expect(zMean.length).toBeGreaterThan(1000);
+    for (const z of [zMean, zVar]) {
+      const avg = z.reduce((s, x) => s + x, 0) / z.length;
+      // independent genes: the average z is ~N(0, 1/K); a biased mean or variance shifts it
+      expect(Math.abs(avg)).toBeLessThan(5 / Math.sqrt(z.length));
+      expect(z.filter((x) => Math.abs(x) > 4).length / z.length).toBeLessThan(0.005);
+    }
+  });
+});
+
+describe("nGenes", () => {
+  it("adds SIMG genes copied from fitted genes, shares renormalised, deterministic per seed", () => {
+    const p = defaultSimParams();
+    const a = extendSimParams(p, 20000, 5);
+    const b = extendSimParams(p, 20000, 5);
+    const c = extendSimParams(p, 20000, 6);
+    expect(a.logProp.length).toBe(20000);
+    expect(a.geneNames.slice(0, p.geneNames.length)).toEqual(p.geneNames);
+    expect(a.geneNames[p.geneNames.length]).toBe("SIMG00001");
+    expect(a.geneIds[19999]).toBe(`SIMENSG${String(20000 - p.geneNames.length).padStart(5, "0")}`);
+    expect(a.geneNames.filter((x) => /^MT-/i.test(x)).length).toBe(p.geneNames.filter((x) => /^MT-/i.test(x)).length);
+    expect(Buffer.from(a.logProp.buffer).equals(Buffer.from(b.logProp.buffer))).toBe(true);
+    expect(Buffer.from(a.logProp.buffer).equals(Buffer.from(c.logProp.buffer))).toBe(false);
+    let s = 0;
+    for (const lp of a.logProp) s += Math.exp(lp);
+    expect(Math.abs(s - 1)).toBeLessThan(1e-9);
+    // every extra gene's (share before renormalisation, dispersion) is a fitted gene's
+    const shift = a.logProp[0] - p.logProp[0];
+    const key = (lp: number, phi: number) => `${lp.toPrecision(6)}|${phi}`;
+    const fitted = new Set(Array.from(p.logProp, (lp, g) => key(lp, p.dispersion[g])));
+    for (let g = p.geneNames.length; g < 20000; g++) expect(fitted.has(key(a.logProp[g] - shift, a.dispersion[g]))).toBe(true);
+    expect(() => extendSimParams(p, 100, 1)).toThrow(/nGenes/);
+  });
+
+  it("a 20,000-gene simulation writes 20,000 features and ~800 nonzeros per cell", async () => {
+    const dir = join(root, "g20k");
+    const s = await simulateTenx({ nCells: 300, outDir: dir, seed: 1, nGenes: 20000 });
+    const cm = await readTenxMtxDirAsync(dir);
+    expect(cm.X.nCols).toBe(20000);
+    expect(s.nGenes).toBe(20000);
+    expect(cm.X.indptr[300]).toBe(s.nnz);
+    expect(cm.var.index[19999]).toMatch(/^SIMG/);
+    const perCell = s.nnz / 300;
+    expect(perCell).toBeGreaterThan(600);
+    expect(perCell).toBeLessThan(1200);
+    // the SIMG genes carry counts
+    let extra = 0;
+    for (let o = 0; o < cm.X.indptr[300]; o++) if (cm.X.indices[o] >= 13000 && /^SIMG/.test(cm.var.index[cm.X.indices[o]])) extra++;
+    expect(extra / s.nnz).toBeGreaterThan(0.1);
+    await expect(simulateTenx({ nCells: 10, outDir: join(root, "bad"), seed: 1, nGenes: 50 })).rejects.toThrow(/nGenes/);
   });
 });

@@ -213,16 +213,18 @@ const RUN_MODEL: Record<string, [number, number, number]> = {
   cpu: [2, 2.0e-3, 9e-9],
   scranjs: [3, 2.2e-3, 6e-9],
   webgpu: [4, 2.6e-3, 9e-9], // a hardware adapter: assumed no slower than the CPU backend
-  "webgpu-software": [6, 5.0e-3, 8e-8],
+  "webgpu-software": [6, 5.0e-3, 9e-8], // 50k: ≈ 480 s (kNN, Leiden, UMAP, markers ≈ 90 % of it)
 };
 
-function estimateSeconds(cells: number[], backends: Backend[], peer: boolean, slowGpu: boolean): { name: string; first: number; later: number; gpuLater: number }[] {
+/** Per dataset: modelled seconds of one repeat of the cpu backend plus the peer (rest) and of webgpu (gpu). */
+function estimateSeconds(cells: number[], backends: Backend[], peer: boolean, slowGpu: boolean): { name: string; cells: number; rest: number; gpu: number }[] {
   const t = (k: string, n: number) => RUN_MODEL[k][0] + RUN_MODEL[k][1] * n + RUN_MODEL[k][2] * n * n;
-  return cells.map((n) => {
-    const gpu = backends.includes("webgpu") ? t(slowGpu ? "webgpu-software" : "webgpu", n) : 0;
-    const rest = (backends.includes("cpu") ? t("cpu", n) : 0) + (peer ? t("scranjs", n) : 0);
-    return { name: `${(n / 1000).toFixed(n < 10_000 ? 1 : 0)}k cells`, first: rest + gpu, later: rest, gpuLater: gpu };
-  });
+  return cells.map((n) => ({
+    name: `${(n / 1000).toFixed(n < 10_000 ? 1 : 0)}k cells`,
+    cells: n,
+    rest: (backends.includes("cpu") ? t("cpu", n) : 0) + (peer ? t("scranjs", n) : 0),
+    gpu: backends.includes("webgpu") ? t(slowGpu ? "webgpu-software" : "webgpu", n) : 0,
+  }));
 }
 
 const slug = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "unknown";
@@ -288,12 +290,13 @@ async function bench(opts: {
     return repeat;
   };
   const est = estimateSeconds(datasets.map((d) => cellsIn.get(d.name)!), backends, peers.length > 0, slowGpu);
-  const firstRound = est.reduce((a, e) => a + e.first, 0);
-  const allRounds = est.reduce((a, e) => a + e.first + e.later * Math.max(0, repeat - 1) + (e.gpuLater * (Math.min(repeat, slowRepeat) - 1)), 0);
+  const firstRound = est.reduce((a, e) => a + e.rest + e.gpu, 0);
+  const gpuRepeats = (n: number) => (slowGpu && n >= slowCells ? Math.min(repeat, slowRepeat) : repeat);
+  const allRounds = est.reduce((a, e) => a + e.rest * repeat + e.gpu * gpuRepeats(e.cells), 0);
   log(
     `estimated run time: first repeat of every dataset ≈ ${(firstRound / 60).toFixed(1)} min, all ${repeat} repeats ≈ ${(allRounds / 60).toFixed(1)} min; ` +
       `repeats after the first are skipped past the ${opts.budgetMin}-minute budget, so expect ≈ ${(Math.max(firstRound, Math.min(allRounds, budgetMs / 1000)) / 60).toFixed(1)} min ` +
-      `(a model fitted on the 2-core VM: ${est.map((e) => `${e.name} ${e.first.toFixed(0)} s`).join(", ")} per first repeat${slowGpu ? "; software adapter" : ""}).`,
+      `(a model fitted on the 2-core VM: ${est.map((e) => `${e.name} ${(e.rest + e.gpu).toFixed(0)} s`).join(", ")} per first repeat${slowGpu ? "; software adapter" : ""}).`,
   );
   // Round-robin over datasets so every dataset gets its first repeat before any gets a second;
   // a later repeat of one backend (or the peer) is skipped when its last run would end past the budget.

@@ -1,8 +1,9 @@
 // The bench's own logic (dataset discovery, accuracy matching by barcode), without running the bench.
 import { describe, expect, it } from "vitest";
 import { compare, loadReference, type Comparable } from "../bench/accuracy.js";
-import { parseSize, referenceDatasets } from "../bench/datasets.js";
-import { referenceDir } from "./helpers/reference.js";
+import { join } from "node:path";
+import { countCells, parseSize, referenceDatasets } from "../bench/datasets.js";
+import { datasetDir, readTsv, referenceDir } from "./helpers/reference.js";
 
 /** The same run with its cells listed in another order (neighbour lists renumbered). */
 function permuted(c: Comparable, perm: number[]): Comparable {
@@ -24,6 +25,11 @@ describe("bench", () => {
     expect(parseSize("1M")).toBe(1_000_000);
     expect(parseSize("2500")).toBe(2500);
     expect(() => parseSize("ten")).toThrow();
+  });
+
+  it("counts a 10x directory's cells (the repeat policy's size) as the reference's QC table lists them", () => {
+    const qc = readTsv(join(referenceDir("pbmc3k"), "qc.tsv.gz"));
+    expect(countCells(datasetDir("pbmc3k"))).toBe(qc.rows.length);
   });
 
   it("finds the reference datasets with their QC thresholds", () => {

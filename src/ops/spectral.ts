@@ -20,6 +20,15 @@
  *
  * The graph must be symmetric (UMAP connectivities are); zero-degree nodes are their own
  * components.
+ *
+ * Large graphs (a component of >= `largeGraph` nodes, default 100,000): the Lanczos tolerance is
+ * umap-learn's eigsh tol, 1e-4 (1e-7 below the threshold), and the thick restarts stop after
+ * `largeMaxRestarts` (default 30); if the residuals are still above 1e-4 then, the Ritz vectors
+ * reached are the layout. A kNN graph of many clusters has dozens of eigenvalues within 1e-3 of 1,
+ * so at 200k cells the top two converge to 1e-7 only after hundreds of restarts (hours); umap-learn
+ * falls back to a random init when its solver fails, whereas approximate eigenvectors of the
+ * leading subspace still keep the clusters apart, which a random init does not. Deterministic
+ * either way (fixed start vector, fixed restart count).
  */
 import type { Csr } from "../core/csr.js";
 import type { Rng } from "../core/random.js";
@@ -55,14 +64,38 @@ export function connectedComponents(graph: Csr): { count: number; labels: Int32A
  * umap's spectral_layout: n × dim row-major coordinates (float64). `rng` is used only for the
  * random placement of tiny components of a disconnected graph.
  */
-export function spectralLayoutCpu(graph: Csr, dim: number, rng: Rng): Float64Array {
+export function spectralLayoutCpu(graph: Csr, dim: number, rng: Rng, opts: SpectralOptions = {}): Float64Array {
   const n = graph.nRows;
+  const solver = {
+    largeGraph: opts.largeGraph ?? LARGE_GRAPH,
+    largeMaxRestarts: opts.largeMaxRestarts ?? LARGE_MAX_RESTARTS,
+  };
   const { count, labels } = connectedComponents(graph);
-  if (count === 1 && n > dim + 1) return connectedSpectral(graph, dim);
-  return multiComponentLayout(graph, dim, count, labels, rng);
+  if (count === 1 && n > dim + 1) return connectedSpectral(graph, dim, solver);
+  return multiComponentLayout(graph, dim, count, labels, rng, solver);
 }
 
-function multiComponentLayout(graph: Csr, dim: number, count: number, labels: Int32Array, rng: Rng): Float64Array {
+export interface SpectralOptions {
+  /** Components of at least this many nodes get the large-graph solver settings (header). */
+  largeGraph?: number;
+  /** Thick restarts allowed on a large component. */
+  largeMaxRestarts?: number;
+}
+
+const LARGE_GRAPH = 100_000;
+const LARGE_MAX_RESTARTS = 30;
+const TOL = 1e-7;
+const LARGE_TOL = 1e-4; // umap-learn's eigsh(tol=1e-4)
+const MAX_RESTARTS = 2000;
+
+function multiComponentLayout(
+  graph: Csr,
+  dim: number,
+  count: number,
+  labels: Int32Array,
+  rng: Rng,
+  solver: Required<SpectralOptions>,
+): Float64Array {
   const n = graph.nRows;
   const anchors = componentAnchors(count, dim);
   const result = new Float64Array(n * dim);
@@ -85,7 +118,7 @@ function multiComponentLayout(graph: Csr, dim: number, count: number, labels: In
       }
       continue;
     }
-    const emb = connectedSpectral(inducedSubgraph(graph, idx), dim);
+    const emb = connectedSpectral(inducedSubgraph(graph, idx), dim, solver);
     let maxAbs = 0;
     for (let t = 0; t < emb.length; t++) maxAbs = Math.max(maxAbs, Math.abs(emb[t]));
     const expansion = maxAbs > 0 ? range / maxAbs : 0;
@@ -116,27 +149,30 @@ function componentAnchors(count: number, dim: number): Float64Array {
 }
 
 function inducedSubgraph(graph: Csr, idx: number[]): Csr {
-  const local = new Map<number, number>();
-  idx.forEach((g, l) => local.set(g, l));
+  const local = new Int32Array(graph.nRows).fill(-1);
+  idx.forEach((g, l) => (local[g] = l));
+  let nnz = 0;
+  for (const g of idx) nnz += graph.indptr[g + 1] - graph.indptr[g];
   const indptr = new Float64Array(idx.length + 1);
-  const cols: number[] = [];
-  const vals: number[] = [];
+  const cols = new Uint32Array(nnz);
+  const vals = new Float32Array(nnz);
+  let o = 0;
   idx.forEach((g, l) => {
     const b = graph.indptr[g + 1];
     for (let k = graph.indptr[g]; k < b; k++) {
-      const j = local.get(graph.indices[k]);
-      if (j !== undefined) {
-        cols.push(j);
-        vals.push(graph.data[k]);
+      const j = local[graph.indices[k]];
+      if (j >= 0) {
+        cols[o] = j;
+        vals[o++] = graph.data[k];
       }
     }
-    indptr[l + 1] = cols.length;
+    indptr[l + 1] = o;
   });
-  return { nRows: idx.length, nCols: idx.length, indptr, indices: Uint32Array.from(cols), data: Float32Array.from(vals) };
+  return { nRows: idx.length, nCols: idx.length, indptr, indices: cols.slice(0, o), data: vals.slice(0, o) };
 }
 
 /** Eigenvectors 2..dim+1 of D^-1/2 A D^-1/2 for a connected graph with more than dim+1 nodes. */
-function connectedSpectral(graph: Csr, dim: number): Float64Array {
+function connectedSpectral(graph: Csr, dim: number, solver: Required<SpectralOptions>): Float64Array {
   const n = graph.nRows;
   const nnz = graph.indptr[n];
   const deg = new Float64Array(n);
@@ -163,7 +199,8 @@ function connectedSpectral(graph: Csr, dim: number): Float64Array {
       y[i] = s;
     }
   };
-  const vecs = lanczosTop(matvec, n, dim, u0);
+  const large = n >= solver.largeGraph;
+  const vecs = lanczosTop(matvec, n, dim, u0, large ? LARGE_TOL : TOL, large ? solver.largeMaxRestarts : MAX_RESTARTS);
   const out = new Float64Array(n * dim);
   for (let c = 0; c < dim; c++) {
     const v = vecs.subarray(c * n, (c + 1) * n);
@@ -178,7 +215,8 @@ function connectedSpectral(graph: Csr, dim: number): Float64Array {
 /**
  * The `nWant` eigenvectors with the largest eigenvalues of a symmetric operator restricted to the
  * complement of the unit vector `locked`: thick-restart Lanczos (Wu & Simon 2000), full
- * reorthogonalisation (classical Gram–Schmidt, two passes), basis of at most 40 vectors.
+ * reorthogonalisation (classical Gram–Schmidt, two passes), basis of at most 40 vectors, until
+ * the residuals of the wanted Ritz pairs are <= tol or after maxRestarts restarts.
  * Returns the vectors one after another (nWant × n), eigenvalues descending.
  */
 function lanczosTop(
@@ -186,11 +224,11 @@ function lanczosTop(
   n: number,
   nWant: number,
   locked: Float64Array,
+  tol: number,
+  maxRestarts: number,
 ): Float64Array {
   const m = Math.min(n - 1, 40);
   const keep = Math.min(m - 1, nWant + Math.floor((m - nWant) / 2));
-  const tol = 1e-7;
-  const maxRestarts = 2000;
   const V = new Float64Array(m * n);
   const H = new Float64Array(m * m);
   const w = new Float64Array(n);

@@ -11,6 +11,7 @@ import { DirStepCache } from "../pipeline/cache.js";
 import { writeOutputDir } from "../pipeline/output.js";
 import { presetDefaults, type AnalyzeParams } from "../pipeline/params.js";
 import { readGroupsFile } from "../pipeline/groups.js";
+import { defaultMaxMemory, parseBytes } from "../pipeline/plan.js";
 
 const VERSION = "0.1.0";
 
@@ -20,6 +21,12 @@ const num = (name: string, { int = false, min = -Infinity } = {}) => (v: string)
     throw new InvalidArgumentError(`${name} expects ${int ? "an integer" : "a number"}${min > -Infinity ? ` >= ${min}` : ""}, got '${v}'`);
   }
   return x;
+};
+
+const bytesOpt = (name: string) => (v: string) => {
+  const b = parseBytes(v);
+  if (b === undefined) throw new InvalidArgumentError(`${name} expects a size such as 512M, 12G or a byte count, got '${v}'`);
+  return b;
 };
 
 function formatTable(steps: StepRecord[], totalMs: number): string {
@@ -34,11 +41,13 @@ function formatTable(steps: StepRecord[], totalMs: number): string {
  * auto: a hardware WebGPU adapter if there is one, else the CPU (a software adapter such as
  * lavapipe runs these kernels slower than the CPU twins). webgpu: any adapter, or an error.
  */
-async function chooseDevice(backend: string, notice: (m: string) => void): Promise<{ gpu?: Gpu; adapter?: GpuAdapterInfo }> {
+async function chooseDevice(backend: string, notice: (m: string) => void, maxDeviceMemory?: number): Promise<{ gpu?: Gpu; adapter?: GpuAdapterInfo }> {
   if (backend === "cpu") return {};
   let gpu: Gpu;
   try {
-    gpu = await acquireGpu();
+    // A device budget caps each binding (and so each chunk the ops upload) at a quarter of it.
+    const binding = maxDeviceMemory === undefined ? undefined : Math.max(2 ** 20, Math.floor(maxDeviceMemory / 4 / 2 ** 20) * 2 ** 20);
+    gpu = await acquireGpu(binding === undefined ? {} : { forceLimits: { maxStorageBufferBindingSize: binding } });
   } catch (e) {
     if (backend === "webgpu") throw new PipelineError(`--backend webgpu: ${(e as Error).message}`);
     notice("no WebGPU adapter found; running on the CPU");
@@ -77,6 +86,8 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   set("backend", "backend");
   if (o.maxValue !== undefined) p.maxValue = o.maxValue === "none" ? undefined : (o.maxValue as number);
   if (o.tieCorrect) p.tieCorrect = true;
+  p.maxMemory = (o.maxMemory as number | undefined) ?? defaultMaxMemory();
+  if (o.maxDeviceMemory !== undefined) p.maxDeviceMemory = o.maxDeviceMemory as number;
   if (o.nPcs === undefined && o.nComps !== undefined) p.nPcs = Math.min(p.nPcs, p.nComps);
 
   const t0 = performance.now();
@@ -85,7 +96,7 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   const data = await readInput(input);
   const readMs = performance.now() - readStart;
   const groups = o.groups ? readGroupsFile(String(o.groups), o.groupsColumn as string | undefined) : undefined;
-  const { gpu, adapter } = await chooseDevice(p.backend, progress);
+  const { gpu, adapter } = await chooseDevice(p.backend, progress, p.maxDeviceMemory);
   // Ctrl-C stops the run between steps; nothing is written.
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort(new PipelineError("interrupted; no output written")));
@@ -120,10 +131,19 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
     genes_kept: out.nGenes,
     clusters: out.nClusters,
     knn: { method: out.knnMethod, recall_estimate: out.knnRecallEstimate },
+    memory: {
+      route: out.memoryPlan.route,
+      max_memory_bytes: out.memoryPlan.maxMemory,
+      estimated_bytes: out.memoryPlan.estimatedBytes,
+      block_nnz: Number.isFinite(out.memoryPlan.blockNnz) ? out.memoryPlan.blockNnz : null,
+      max_device_memory_bytes: p.maxDeviceMemory ?? null,
+      peak_rss_bytes: 0,
+    },
     steps: steps.map((s) => ({ step: s.step, ms: Math.round(s.ms * 10) / 10, backend: s.backend, ...(s.cached ? { cached: true } : {}) })),
     total_ms: 0,
   };
   summary.total_ms = Math.round((performance.now() - t0) * 10) / 10;
+  summary.memory.peak_rss_bytes = process.resourceUsage().maxRSS * 1024;
   await writeOutputDir(String(o.out), out, summary);
   steps.push({ step: "write", ms: performance.now() - writeStart, backend: "cpu" });
   process.stdout.write(
@@ -159,6 +179,8 @@ program
   .addOption(new Option("--method <name>", "rank_genes_groups method").choices(["wilcoxon", "t-test"]))
   .option("--tie-correct", "tie-correct Wilcoxon z-scores")
   .option("--groups <tsv>", "rank genes for these groups: TSV with a header, barcode then group")
+  .option("--max-memory <bytes>", "host memory budget, e.g. 12G (default: 80% of this machine's); above it the count steps work in blocks", bytesOpt("--max-memory"))
+  .option("--max-device-memory <bytes>", "GPU memory budget, e.g. 2G: no buffer binding larger than a quarter of it", bytesOpt("--max-device-memory"))
   .option("--cache <dir>", "memoize step results here; a re-run recomputes only the steps whose inputs or parameters changed")
   .option("--groups-column <name>", "which column of --groups holds the group (default: the second)")
   .action(async (input: string, o: Record<string, unknown>) => runAnalyze(input, o));

@@ -24,7 +24,7 @@
  */
 import type { Csr } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";
-import { featureMomentsCpu, featureMomentsGpu } from "./normalize.js";
+import { FeatureMoments, featureMomentsCpu, featureMomentsGpu } from "./normalize.js";
 
 export type HvgFlavor = "seurat" | "cell_ranger" | "seurat_v3";
 
@@ -66,11 +66,21 @@ export async function highlyVariableGenesGpu(gpu: Gpu, input: HvgInput, opts: Hv
 }
 
 export function highlyVariableGenesCpu(input: HvgInput, opts: HvgOptions): HvgResult {
-  if (opts.flavor === "seurat_v3") return seuratV3(input.counts, opts.nTopGenes);
-  if (opts.flavor !== "seurat" && opts.flavor !== "cell_ranger") throw new Error(`unknown HVG flavor ${String(opts.flavor)}`);
+  if (opts.flavor === "seurat_v3") return seuratV3Blocks(input.counts.nRows, input.counts.nCols, () => [input.counts], opts.nTopGenes);
   const X = input.logNorm;
-  const p = X.nCols;
-  const { mean, variance } = input.moments ?? featureMomentsCpu(X, opts.flavor === "seurat" ? (v) => Math.fround(Math.expm1(v)) : undefined);
+  return hvgFromMoments(input.moments ?? featureMomentsCpu(X, hvgMomentsTransform(opts.flavor)), opts);
+}
+
+/** The values the seurat flavor takes moments of: expm1 of the log values, in float32 as scanpy. */
+export function hvgMomentsTransform(flavor: HvgFlavor): ((v: number) => number) | undefined {
+  return flavor === "seurat" ? (v) => Math.fround(Math.expm1(v)) : undefined;
+}
+
+/** seurat / cell_ranger selection from per-gene moments (see hvgMomentsTransform for which values). */
+export function hvgFromMoments(moments: { mean: Float64Array; variance: Float64Array }, opts: HvgOptions): HvgResult {
+  if (opts.flavor !== "seurat" && opts.flavor !== "cell_ranger") throw new Error(`unknown HVG flavor ${String(opts.flavor)}`);
+  const { mean, variance } = moments;
+  const p = mean.length;
   const means = new Float64Array(p);
   const dispersions = new Float64Array(p);
   for (let j = 0; j < p; j++) {
@@ -185,10 +195,14 @@ function median(v: number[]): number {
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
-function seuratV3(counts: Csr, nTopGenes: number): HvgResult {
-  const n = counts.nRows;
-  const p = counts.nCols;
-  const { mean, variance } = featureMomentsCpu(counts);
+/**
+ * seurat_v3 over count row blocks given in order (each call of `blocks` yields them all again):
+ * two passes, moments then clipped sums, the same sums in the same order as over the whole matrix.
+ */
+export function seuratV3Blocks(n: number, p: number, blocks: () => Iterable<Csr>, nTopGenes: number): HvgResult {
+  const moments = new FeatureMoments(p);
+  for (const b of blocks()) moments.add(b);
+  const { mean, variance } = moments.result();
   const idx: number[] = [];
   for (let j = 0; j < p; j++) if (variance[j] > 0) idx.push(j);
   const fit = loessInterpolate(
@@ -202,12 +216,14 @@ function seuratV3(counts: Csr, nTopGenes: number): HvgResult {
   const clipVal = Float64Array.from(regStd, (s, j) => s * vmax + mean[j]);
   const sum = new Float64Array(p);
   const sumSq = new Float64Array(p);
-  const nnz = counts.indptr[n];
-  for (let t = 0; t < nnz; t++) {
-    const j = counts.indices[t];
-    const v = Math.min(counts.data[t], clipVal[j]);
-    sum[j] += v;
-    sumSq[j] += v * v;
+  for (const counts of blocks()) {
+    const nnz = counts.indptr[counts.nRows];
+    for (let t = 0; t < nnz; t++) {
+      const j = counts.indices[t];
+      const v = Math.min(counts.data[t], clipVal[j]);
+      sum[j] += v;
+      sumSq[j] += v * v;
+    }
   }
   const variancesNorm = new Float64Array(p);
   for (let j = 0; j < p; j++) {

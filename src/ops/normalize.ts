@@ -3,27 +3,54 @@
  * x' = log1p(x · target / rowSum). A cell with no counts keeps zeros. Returns a new CSR with
  * the same structure.
  */
+import { countsRows, type CountMatrix } from "../core/counts.js";
 import type { Csr } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";
 import { csrChunks, destroyCsrChunk, uploadCsrChunk } from "../gpu/chunking.js";
 
 export function normalizeTotalLog1pCpu(X: Csr, targetSum: number): Csr {
+  const factors = normalizeFactorsCpu(X, targetSum);
   const data = new Float32Array(X.data.length);
-  const scaled = new Float32Array(1);
   for (let r = 0; r < X.nRows; r++) {
-    const a = X.indptr[r];
-    const b = X.indptr[r + 1];
-    let total = 0;
-    for (let k = a; k < b; k++) total += X.data[k];
-    if (total <= 0) continue;
-    // scanpy divides float32 counts by a float32 factor total/target; mirror that rounding.
-    const factor = Math.fround(total / targetSum);
-    for (let k = a; k < b; k++) {
-      scaled[0] = X.data[k] / factor;
-      data[k] = Math.log1p(scaled[0]);
-    }
+    const factor = factors[r];
+    if (factor === 0) continue;
+    for (let k = X.indptr[r]; k < X.indptr[r + 1]; k++) data[k] = logNormValue(X.data[k], factor);
   }
   return { nRows: X.nRows, nCols: X.nCols, indptr: X.indptr, indices: X.indices, data };
+}
+
+/**
+ * Per-cell divisor float32(total / target) (scanpy divides float32 counts by a float32 factor;
+ * the total is a float64 sum, exact for integer counts); 0 for a cell without counts, which
+ * keeps zeros.
+ */
+export function normalizeFactorsCpu(X: { nRows: number; indptr: Float64Array; data: ArrayLike<number> }, targetSum: number): Float32Array {
+  const factors = new Float32Array(X.nRows);
+  for (let r = 0; r < X.nRows; r++) {
+    let total = 0;
+    for (let k = X.indptr[r]; k < X.indptr[r + 1]; k++) total += X.data[k];
+    factors[r] = total > 0 ? total / targetSum : 0;
+  }
+  return factors;
+}
+
+/** log1p of the float32 quotient, as scanpy's float32 pipeline rounds it. */
+export function logNormValue(count: number, factor: number): number {
+  return Math.log1p(Math.fround(count / factor));
+}
+
+/**
+ * Log-normalized values of count rows [r0, r1) as a Csr, the same numbers normalizeTotalLog1pCpu
+ * gives for those rows; with `colMap` (−1 drops a column) only the mapped columns, renumbered.
+ * Lets a large analysis widen a block of rows or of genes at a time from compact counts.
+ */
+export function logNormRowsCpu(M: CountMatrix, factors: Float32Array, r0: number, r1: number, colMap?: Int32Array, nColsOut?: number): Csr {
+  const X = countsRows(M, r0, r1, colMap, nColsOut);
+  for (let r = 0; r < X.nRows; r++) {
+    const factor = factors[r0 + r];
+    for (let k = X.indptr[r]; k < X.indptr[r + 1]; k++) X.data[k] = factor === 0 ? 0 : logNormValue(X.data[k], factor);
+  }
+  return X;
 }
 
 /**
@@ -31,22 +58,45 @@ export function normalizeTotalLog1pCpu(X: Csr, targetSum: number): Csr {
  * assumed); float64 sums.
  */
 export function featureMomentsCpu(X: Csr, f?: (v: number) => number): { mean: Float64Array; variance: Float64Array } {
-  const n = X.nRows;
-  const sum = new Float64Array(X.nCols);
-  const sumSq = new Float64Array(X.nCols);
-  const nnz = X.indptr[X.nRows];
-  for (let k = 0; k < nnz; k++) {
-    const v = f ? f(X.data[k]) : X.data[k];
-    sum[X.indices[k]] += v;
-    sumSq[X.indices[k]] += v * v;
+  return new FeatureMoments(X.nCols).add(X, f).result();
+}
+
+/**
+ * featureMomentsCpu accumulated over row blocks given in order: the same float64 sums in the same
+ * order, so the same result as one pass over the stacked matrix.
+ */
+export class FeatureMoments {
+  private readonly sum: Float64Array;
+  private readonly sumSq: Float64Array;
+  private n = 0;
+
+  constructor(readonly nCols: number) {
+    this.sum = new Float64Array(nCols);
+    this.sumSq = new Float64Array(nCols);
   }
-  const mean = new Float64Array(X.nCols);
-  const variance = new Float64Array(X.nCols);
-  for (let j = 0; j < X.nCols; j++) {
-    mean[j] = sum[j] / n;
-    variance[j] = n > 1 ? Math.max(0, (sumSq[j] - n * mean[j] * mean[j]) / (n - 1)) : 0;
+
+  add(X: Csr, f?: (v: number) => number): this {
+    const { sum, sumSq } = this;
+    const nnz = X.indptr[X.nRows];
+    for (let k = 0; k < nnz; k++) {
+      const v = f ? f(X.data[k]) : X.data[k];
+      sum[X.indices[k]] += v;
+      sumSq[X.indices[k]] += v * v;
+    }
+    this.n += X.nRows;
+    return this;
   }
-  return { mean, variance };
+
+  result(): { mean: Float64Array; variance: Float64Array } {
+    const n = this.n;
+    const mean = new Float64Array(this.nCols);
+    const variance = new Float64Array(this.nCols);
+    for (let j = 0; j < this.nCols; j++) {
+      mean[j] = this.sum[j] / n;
+      variance[j] = n > 1 ? Math.max(0, (this.sumSq[j] - n * mean[j] * mean[j]) / (n - 1)) : 0;
+    }
+    return { mean, variance };
+  }
 }
 
 /**

@@ -3,28 +3,30 @@
  * each step timed and attributed to the backend that ran it. Produces an AnalysisResult in
  * AnnData's places plus a summary.
  */
-import type { CellMatrix, Column, Table } from "../core/cellMatrix.js";
+import type { CellMatrix, Column, CountCellMatrix, Table } from "../core/cellMatrix.js";
+import { compactCounts, countsBytes, countsToCsr, isCountMatrix, type CountMatrix } from "../core/counts.js";
 import { subsetTable } from "../core/cellMatrix.js";
 import type { Csr } from "../core/csr.js";
 import { subsetCols, subsetRows } from "../core/csr.js";
 import { fuzzySimplicialSetCpu, fuzzySimplicialSetGpu, knnDistancesCsr, snnGraphCpu, snnGraphGpu } from "../ops/connectivities.js";
-import { highlyVariableGenesCpu, highlyVariableGenesGpu } from "../ops/hvg.js";
+import { highlyVariableGenesCpu, highlyVariableGenesGpu, type HvgResult } from "../ops/hvg.js";
 import { knnApproxCpu, knnExactCpu, knnExactGpu, type Knn } from "../ops/knn.js";
 import { leidenCpu, leidenGpu } from "../ops/leiden.js";
 import { louvainCpu } from "../ops/louvain.js";
-import { markersToUns, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
-import { normalizeTotalLog1pCpu, normalizeTotalLog1pGpu } from "../ops/normalize.js";
+import { markersToUns, rankGenesGroupsBlockedCpu, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
+import { normalizeFactorsCpu, normalizeTotalLog1pCpu, normalizeTotalLog1pGpu } from "../ops/normalize.js";
 import { pcaCpu, pcaGpu } from "../ops/pca.js";
 import { cellQcCpu, cellQcGpu, cellsPerGeneCpu, mitoMask, type CellQc } from "../ops/qc.js";
 import { GpuLostError, type Gpu } from "../gpu/device.js";
 import { findAbParams, umapLayoutCpu, umapLayoutGpu } from "../ops/umap.js";
 import { contentHash, stepKey, type StepCache } from "./cache.js";
+import { PipelineError } from "./errors.js";
 import type { AnalyzeParams } from "./params.js";
-import type { AnalysisResult, UnsValue } from "./result.js";
+import { hvgOnBlocks, logNormColumns, logNormGeneBlock, logNormRowBlocks, qcOnBlocks } from "./blocks.js";
+import { planMemory, type MemoryPlan } from "./plan.js";
+import type { AnalysisResult, SparseOut, UnsValue } from "./result.js";
 
-export class PipelineError extends Error {
-  override name = "PipelineError";
-}
+export { PipelineError };
 
 export interface StepRecord {
   step: string;
@@ -108,6 +110,11 @@ export interface AnalyzeOutput {
   knnRecallEstimate: number;
   hvgMask: Uint8Array;
   varianceRatio: Float64Array;
+  /** Nonzeros of the QC-passing counts, and of their HVG columns. */
+  nnz: number;
+  nnzHvg: number;
+  /** Whole matrices or blocks from compact counts, and the estimate behind the choice. */
+  memoryPlan: MemoryPlan;
 }
 
 /** Numbered labels → string categories ("0", "1", …), codes unchanged. */
@@ -118,7 +125,11 @@ function categoryColumn(labels: Int32Array): { column: Column; names: string[] }
   return { column: { kind: "category", codes: labels, categories: names }, names };
 }
 
-export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: AnalyzeHooks = {}): Promise<AnalyzeOutput> {
+/**
+ * Runs the analysis. A CountCellMatrix input (compact counts) is filtered in place when the plan
+ * works in blocks: the caller must not use its arrays afterwards.
+ */
+export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzeParams, hooks: AnalyzeHooks = {}): Promise<AnalyzeOutput> {
   const steps: StepRecord[] = [];
   const gpu = hooks.gpu;
   /**
@@ -191,7 +202,122 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   /** Step keys: the parameters each step depends on, chained through its inputs' keys. */
   const keyOf = (name: string, params: object, deps: string[]) =>
     hooks.cache ? stepKey(name, { ...params, backend: backendTag }, deps) : "";
-  const qcKey = keyOf("qc", { preset: p.preset, minGenes: p.minGenes, minCells: p.minCells, maxGenes: p.maxGenes ?? null, maxPctMt: p.maxPctMt ?? null }, [inputKey]);
+
+  const checkCellCount = (n: number) => {
+    if (n < Math.max(p.nNeighbors, p.nComps + 1)) {
+      throw new PipelineError(
+        `${input.source}: only ${n} cells passed QC; need more than ${Math.max(p.nNeighbors, p.nComps)} for ${p.nComps} PCs and ${p.nNeighbors} neighbours`,
+      );
+    }
+  };
+  const countStepsWhole = async (counts0: Csr) => {
+    // --- QC: scanpy filters cells on min_genes then genes on min_cells; Seurat the other way round.
+    // The filters are host-side subsetting; the per-cell metrics are the op with a GPU twin.
+    const qcStep = async (metrics: (X: Csr, mito: Uint8Array) => CellQc | Promise<CellQc>) => {
+      let X = counts0;
+      let obsT: Table = input.obs;
+      let varT: Table = input.var;
+      const filterCells = () => {
+        const keep = new Uint8Array(X.nRows);
+        for (let r = 0; r < X.nRows; r++) {
+          let genes = 0;
+          for (let t = X.indptr[r]; t < X.indptr[r + 1]; t++) if (X.data[t] !== 0) genes++;
+          keep[r] = genes >= p.minGenes ? 1 : 0;
+        }
+        X = subsetRows(X, keep);
+        obsT = subsetTable(obsT, keep);
+      };
+      const filterGenes = () => {
+        const cellsPerGene = cellsPerGeneCpu(X);
+        const keep = cellsPerGene.map((c) => (c >= p.minCells ? 1 : 0));
+        X = subsetCols(X, keep);
+        varT = subsetTable(varT, keep);
+        // filter_genes stores each kept gene's cell count (the cells did not change).
+        varT.columns.set("n_cells", { kind: "number", values: cellsPerGene.filter((_, j) => keep[j]) });
+      };
+      if (p.preset === "seurat") {
+        filterGenes();
+        filterCells();
+      } else {
+        filterCells();
+        filterGenes();
+      }
+      if (X.nRows === 0) {
+        throw new PipelineError(`${input.source}: no cells left after filtering (min_genes ${p.minGenes})`);
+      }
+      const mito = mitoMask(varT.index);
+      let m = await metrics(X, mito);
+      const keep = new Uint8Array(X.nRows);
+      for (let i = 0; i < X.nRows; i++) {
+        keep[i] =
+          (p.maxGenes === undefined || m.nGenesByCounts[i] < p.maxGenes) &&
+          (p.maxPctMt === undefined || m.pctCountsMt[i] < p.maxPctMt)
+            ? 1
+            : 0;
+      }
+      X = subsetRows(X, keep);
+      obsT = subsetTable(obsT, keep);
+      if (X.nRows === 0) {
+        throw new PipelineError(
+          `${input.source}: no cells left after QC (max_genes ${p.maxGenes ?? "none"}, max_pct_mt ${p.maxPctMt ?? "none"})`,
+        );
+      }
+      m = {
+        nGenesByCounts: m.nGenesByCounts.filter((_, i) => keep[i]),
+        totalCounts: m.totalCounts.filter((_, i) => keep[i]),
+        pctCountsMt: m.pctCountsMt.filter((_, i) => keep[i]),
+      };
+      return { counts: X, obs: obsT, vars: varT, qc: m };
+    };
+    const { counts, obs, vars, qc } = await step(
+      "qc",
+      qcKey,
+      () => qcStep(cellQcCpu),
+      (g) => qcStep((X, mito) => cellQcGpu(g, X, mito)),
+    );
+    checkCellCount(counts.nRows);
+
+    const logNorm = await step(
+      "normalize",
+      normKey,
+      () => normalizeTotalLog1pCpu(counts, p.targetSum),
+      (g) => normalizeTotalLog1pGpu(g, counts, p.targetSum),
+    );
+
+    const hvg = await step(
+      "hvg",
+      hvgKey,
+      () => highlyVariableGenesCpu({ logNorm, counts }, hvgOpts),
+      // seurat_v3's clipped moments have no kernel yet: that flavor stays on the CPU.
+      p.flavor === "seurat_v3" ? undefined : async (g) => (await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts)).result,
+    );
+    return { counts, obs, vars, qc, logNorm, hvg, Xh: subsetCols(logNorm, hvg.highlyVariable) };
+  };
+
+  const X0 = input.X;
+  if (X0.nRows === 0 || X0.nCols === 0) {
+    throw new PipelineError(`${input.source}: the matrix is empty (${X0.nRows} cells × ${X0.nCols} features)`);
+  }
+  const plan = planMemory(
+    {
+      nCells: X0.nRows,
+      nGenes: X0.nCols,
+      nnz: X0.indptr[X0.nRows],
+      compactBytesPerNnz: (X0.nCols <= 65536 ? 2 : 4) + (isCountMatrix(X0) ? X0.data.BYTES_PER_ELEMENT : 2),
+    },
+    p.maxMemory,
+  );
+  if (plan.estimatedBytes > plan.maxMemory) {
+    (hooks.warn ?? console.warn)(
+      `cellgpu: this input needs an estimated ${(plan.estimatedBytes / 2 ** 30).toFixed(1)} GiB even in blocks, more than --max-memory ${(plan.maxMemory / 2 ** 30).toFixed(1)} GiB; going on`,
+    );
+  }
+  const blocks = plan.route === "blocks";
+  const qcKey = keyOf(
+    "qc",
+    { preset: p.preset, minGenes: p.minGenes, minCells: p.minCells, maxGenes: p.maxGenes ?? null, maxPctMt: p.maxPctMt ?? null, route: plan.route },
+    [inputKey],
+  );
   const normKey = keyOf("normalize", { targetSum: p.targetSum }, [qcKey]);
   const hvgKey = keyOf("hvg", { flavor: p.flavor, nTopGenes: p.nTopGenes }, [normKey]);
   const pcaKey = keyOf("pca", { nComps: p.nComps, maxValue: p.maxValue ?? null, seed: p.seed }, [hvgKey]);
@@ -199,102 +325,44 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   const graphKey = keyOf("neighbors_graph", { graph: p.graph, snnPrune: p.snnPrune }, [knnKey]);
   const clusterKey = keyOf(p.clustering, { resolution: p.resolution, seed: p.seed, nStarts: p.nStarts }, [graphKey]);
   const umapKey = keyOf("umap", { minDist: p.minDist, spread: p.spread, seed: p.seed }, [graphKey]);
-
-  // --- QC: scanpy filters cells on min_genes then genes on min_cells; Seurat the other way round.
-  const counts0 = input.X;
-  if (counts0.nRows === 0 || counts0.nCols === 0) {
-    throw new PipelineError(`${input.source}: the matrix is empty (${counts0.nRows} cells × ${counts0.nCols} features)`);
-  }
-  // The filters are host-side subsetting; the per-cell metrics are the op with a GPU twin.
-  const qcStep = async (metrics: (X: Csr, mito: Uint8Array) => CellQc | Promise<CellQc>) => {
-    let X = counts0;
-    let obsT: Table = input.obs;
-    let varT: Table = input.var;
-    const filterCells = () => {
-      const keep = new Uint8Array(X.nRows);
-      for (let r = 0; r < X.nRows; r++) {
-        let genes = 0;
-        for (let t = X.indptr[r]; t < X.indptr[r + 1]; t++) if (X.data[t] !== 0) genes++;
-        keep[r] = genes >= p.minGenes ? 1 : 0;
-      }
-      X = subsetRows(X, keep);
-      obsT = subsetTable(obsT, keep);
-    };
-    const filterGenes = () => {
-      const cellsPerGene = cellsPerGeneCpu(X);
-      const keep = cellsPerGene.map((c) => (c >= p.minCells ? 1 : 0));
-      X = subsetCols(X, keep);
-      varT = subsetTable(varT, keep);
-      // filter_genes stores each kept gene's cell count (the cells did not change).
-      varT.columns.set("n_cells", { kind: "number", values: cellsPerGene.filter((_, j) => keep[j]) });
-    };
-    if (p.preset === "seurat") {
-      filterGenes();
-      filterCells();
-    } else {
-      filterCells();
-      filterGenes();
-    }
-    if (X.nRows === 0) {
-      throw new PipelineError(`${input.source}: no cells left after filtering (min_genes ${p.minGenes})`);
-    }
-    const mito = mitoMask(varT.index);
-    let m = await metrics(X, mito);
-    const keep = new Uint8Array(X.nRows);
-    for (let i = 0; i < X.nRows; i++) {
-      keep[i] =
-        (p.maxGenes === undefined || m.nGenesByCounts[i] < p.maxGenes) &&
-        (p.maxPctMt === undefined || m.pctCountsMt[i] < p.maxPctMt)
-          ? 1
-          : 0;
-    }
-    X = subsetRows(X, keep);
-    obsT = subsetTable(obsT, keep);
-    if (X.nRows === 0) {
-      throw new PipelineError(
-        `${input.source}: no cells left after QC (max_genes ${p.maxGenes ?? "none"}, max_pct_mt ${p.maxPctMt ?? "none"})`,
-      );
-    }
-    m = {
-      nGenesByCounts: m.nGenesByCounts.filter((_, i) => keep[i]),
-      totalCounts: m.totalCounts.filter((_, i) => keep[i]),
-      pctCountsMt: m.pctCountsMt.filter((_, i) => keep[i]),
-    };
-    return { counts: X, obs: obsT, vars: varT, qc: m };
-  };
-  const { counts, obs, vars, qc } = await step(
-    "qc",
-    qcKey,
-    () => qcStep(cellQcCpu),
-    (g) => qcStep((X, mito) => cellQcGpu(g, X, mito)),
-  );
-  const nCells = counts.nRows;
-  const nGenes = counts.nCols;
-  if (nCells < Math.max(p.nNeighbors, p.nComps + 1)) {
-    throw new PipelineError(
-      `${input.source}: only ${nCells} cells passed QC; need more than ${Math.max(p.nNeighbors, p.nComps)} for ${p.nComps} PCs and ${p.nNeighbors} neighbours`,
-    );
-  }
-
-  const logNorm = await step(
-    "normalize",
-    normKey,
-    () => normalizeTotalLog1pCpu(counts, p.targetSum),
-    (g) => normalizeTotalLog1pGpu(g, counts, p.targetSum),
-  );
-
   const hvgOpts = { flavor: p.flavor, nTopGenes: p.nTopGenes };
-  const hvg = await step(
-    "hvg",
-    hvgKey,
-    () => highlyVariableGenesCpu({ logNorm, counts }, hvgOpts),
-    // seurat_v3's clipped moments have no kernel yet: that flavor stays on the CPU.
-    p.flavor === "seurat_v3" ? undefined : async (g) => (await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts)).result,
-  );
-  const hvgIdx: number[] = [];
-  hvg.highlyVariable.forEach((h, j) => h && hvgIdx.push(j));
 
-  const Xh = subsetCols(logNorm, hvg.highlyVariable);
+  // The count steps, whole (Csr) or in blocks from compact counts (plan.ts); both give the same numbers.
+  let obs: Table;
+  let vars: Table;
+  let qc: CellQc;
+  let nCells: number;
+  let nGenes: number;
+  let hvg: HvgResult;
+  let Xh: Csr;
+  let xOut: SparseOut;
+  let countsOut: Csr | CountMatrix;
+  let markerInput: { whole: Csr } | { counts: CountMatrix; factors: Float32Array };
+  if (!blocks) {
+    const whole = await countStepsWhole(isCountMatrix(X0) ? countsToCsr(X0) : X0);
+    ({ obs, vars, qc, hvg, Xh } = whole);
+    nCells = whole.counts.nRows;
+    nGenes = whole.counts.nCols;
+    xOut = whole.logNorm;
+    countsOut = whole.counts;
+    markerInput = { whole: whole.logNorm };
+  } else {
+    const M0 = isCountMatrix(X0) ? X0 : compactCounts(X0);
+    const q = await step("qc", qcKey, () => qcOnBlocks(M0, input.obs, input.var, p, input.source, plan.blockNnz));
+    ({ obs, vars, qc } = q);
+    const counts = q.counts;
+    nCells = counts.nRows;
+    nGenes = counts.nCols;
+    checkCellCount(nCells);
+    const factors = await step("normalize", normKey, () => normalizeFactorsCpu(counts, p.targetSum));
+    hvg = await step("hvg", hvgKey, () => hvgOnBlocks(counts, factors, hvgOpts, plan.blockNnz));
+    Xh = logNormColumns(counts, factors, hvg.highlyVariable);
+    xOut = logNormRowBlocks(counts, factors, plan.blockNnz);
+    countsOut = counts;
+    markerInput = { counts, factors };
+  }
+  const hvgIdx: number[] = [];
+  hvg.highlyVariable.forEach((h: number, j: number) => h && hvgIdx.push(j));
   const pcaOpts = { nComps: p.nComps, maxValue: p.maxValue, seed: p.seed };
   const pca = await step(
     "pca",
@@ -374,8 +442,22 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   const markers = await step(
     "rank_genes_groups",
     markersKey,
-    () => rankGenesGroupsCpu(logNorm, groupLabels, groupNames, markerOpts),
-    (g) => rankGenesGroupsGpu(g, logNorm, groupLabels, groupNames, markerOpts),
+    () => {
+      if ("whole" in markerInput) return rankGenesGroupsCpu(markerInput.whole, groupLabels, groupNames, markerOpts);
+      // Blocks of genes widened from the compact counts, each about plan.blockNnz nonzeros.
+      const { counts, factors } = markerInput;
+      const blockGenes = Math.max(1, Math.floor((nGenes * plan.blockNnz) / Math.max(1, counts.indptr[nCells])));
+      return rankGenesGroupsBlockedCpu(
+        nCells,
+        nGenes,
+        (j0, j1) => logNormGeneBlock(counts, factors, j0, j1),
+        blockGenes,
+        groupLabels,
+        groupNames,
+        markerOpts,
+      );
+    },
+    "whole" in markerInput ? (g) => rankGenesGroupsGpu(g, (markerInput as { whole: Csr }).whole, groupLabels, groupNames, markerOpts) : undefined,
   );
 
   // --- Assemble AnnData.
@@ -425,8 +507,8 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
   };
 
   const result: AnalysisResult = {
-    X: logNorm,
-    layers: new Map([["counts", counts]]),
+    X: xOut,
+    layers: new Map([["counts", countsOut]]),
     obs,
     var: vars,
     obsm: new Map([
@@ -456,5 +538,8 @@ export async function analyze(input: CellMatrix, p: AnalyzeParams, hooks: Analyz
     knnRecallEstimate: knnRecall,
     hvgMask: hvg.highlyVariable,
     varianceRatio: pca.varianceRatio,
+    nnz: countsOut.indptr[nCells],
+    nnzHvg: Xh.indptr[nCells],
+    memoryPlan: plan,
   };
 }

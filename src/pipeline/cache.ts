@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { deserialize, serialize } from "node:v8";
-import type { CellMatrix } from "../core/cellMatrix.js";
+import type { CellMatrix, CountCellMatrix } from "../core/cellMatrix.js";
 
 export interface StepCache {
   get(key: string): Promise<unknown | undefined>;
@@ -54,10 +54,11 @@ export class DirStepCache implements StepCache {
 }
 
 /** sha256 of a matrix's content: shape, CSR arrays, barcodes and feature names. */
-export function contentHash(m: CellMatrix): string {
+export function contentHash(m: CellMatrix | CountCellMatrix): string {
   const h = createHash("sha256");
   const X = m.X;
-  h.update(`${X.nRows}x${X.nCols}\n`);
+  // The storage form is part of the key (compact counts hash their own bytes).
+  h.update(`${X.nRows}x${X.nCols} ${X.indices.constructor.name} ${X.data.constructor.name}\n`);
   for (const a of [X.indptr, X.indices, X.data]) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   h.update(m.obs.index.join("\n"));
   h.update("\u0000");

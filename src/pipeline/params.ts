@@ -35,6 +35,10 @@ export interface AnalyzeParams {
   markerMethod: "wilcoxon" | "t-test";
   tieCorrect: boolean;
   backend: Backend;
+  /** Host memory budget in bytes; above it the count steps work in blocks (plan.ts). None: whole. */
+  maxMemory?: number;
+  /** Device memory budget in bytes: no single GPU buffer binding is made larger than a quarter of it. */
+  maxDeviceMemory?: number;
 }
 
 export const scanpyDefaults: AnalyzeParams = {

@@ -60,7 +60,7 @@ for (const c of presets) {
       const p = { ...presetDefaults(c.name), ...c.params, backend: "cpu" as const };
       whole = await analyze(cm, p);
       // Compact input, as the CLI reads it; the blocks route filters it in place.
-      const compact = { ...cm, X: compactCounts(cm.X) };
+      const compact = { X: compactCounts(cm.X), obs: cm.obs, var: cm.var, source: cm.source };
       blocks = await analyze(compact, { ...p, maxMemory: 8 * 2 ** 20 });
     }, 300_000);
 

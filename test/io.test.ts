@@ -385,7 +385,7 @@ describe("h5ad", () => {
     const p = join(tmp, "round.h5ad");
     await writeH5ad(p, r);
     const m = await readH5ad(p);
-    sameCsr(m.X, r.X);
+    sameCsr(m.X, r.X as Csr);
     expect(m.note).toBeUndefined();
     expect(m.obs.index).toEqual(r.obs.index);
     expect(m.obs.columns).toEqual(r.obs.columns);
@@ -396,7 +396,7 @@ describe("h5ad", () => {
 
   it("prefers layers/counts over X and says so", async () => {
     const r = synthetic();
-    const counts = r.X;
+    const counts = r.X as Csr;
     r.X = fromDense(Array.from(toDense(counts), (v) => Math.log1p(v)), 5, 4);
     r.layers.set("counts", counts);
     const p = join(tmp, "withcounts.h5ad");

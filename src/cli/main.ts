@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { acquireGpu, type Gpu, type GpuAdapterInfo } from "../gpu/device.js";
 import { InputError } from "../io/errors.js";
-import { readInput } from "../io/read.js";
+import { readInputCounts } from "../io/read.js";
 import { analyze, PipelineError, type StepRecord } from "../pipeline/analyze.js";
 import { DirStepCache } from "../pipeline/cache.js";
 import { writeOutputDir } from "../pipeline/output.js";
@@ -93,7 +93,8 @@ async function runAnalyze(input: string, o: Record<string, unknown>): Promise<vo
   const t0 = performance.now();
   const progress = (msg: string) => process.stderr.write(`cellgpu: ${msg}\n`);
   const readStart = performance.now();
-  const data = await readInput(input);
+  // Compact counts (uint16 where exact): half the memory of a Csr; widened as the plan needs.
+  const data = await readInputCounts(input);
   const readMs = performance.now() - readStart;
   const groups = o.groups ? readGroupsFile(String(o.groups), o.groupsColumn as string | undefined) : undefined;
   const { gpu, adapter } = await chooseDevice(p.backend, progress, p.maxDeviceMemory);

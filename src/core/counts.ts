@@ -16,7 +16,7 @@ export interface CountMatrix {
   data: Uint16Array | Float32Array;
 }
 
-export function isCountMatrix(m: Csr | CountMatrix): m is CountMatrix {
+export function isCountMatrix(m: object): m is CountMatrix {
   return (m as CountMatrix).kind === "counts";
 }
 

@@ -53,25 +53,40 @@ const STEP_COUNT = 10;
 /** Above this many cells, knnMethod "auto" uses NN-descent on the CPU backend. */
 export const KNN_EXACT_MAX_CELLS = 50_000;
 
-/** Mean |found ∩ exact| / k over up to 256 evenly spaced query cells (exact by brute force). */
+/**
+ * Mean |found ∩ exact| / k over up to 256 evenly spaced query cells; the exact k nearest (self
+ * first, then by distance, then index) are kept by insertion into a sorted list of k, O(n·(d + k)) per query.
+ */
 function sampledKnnRecall(pts: Float32Array, n: number, d: number, knn: Knn): number {
   const k = knn.k;
   const queries = Math.min(n, 256);
-  const dist = new Float64Array(n);
-  const order = new Int32Array(n);
+  const bestD = new Float64Array(k);
+  const bestI = new Int32Array(k);
   let hits = 0;
   for (let q = 0; q < queries; q++) {
     const i = Math.floor((q * n) / queries);
+    let size = 0;
     for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let t = 0; t < d; t++) {
-        const diff = pts[i * d + t] - pts[j * d + t];
-        s += diff * diff;
+      let s = -1; // the cell itself is its own first neighbour (Knn's column 0)
+      if (j !== i) {
+        s = 0;
+        for (let t = 0; t < d; t++) {
+          const diff = pts[i * d + t] - pts[j * d + t];
+          s += diff * diff;
+        }
       }
-      dist[j] = j === i ? -1 : s;
-      order[j] = j;
+      // j ascends, so an equal distance never displaces a listed (smaller-index) neighbour.
+      if (size === k && s >= bestD[k - 1]) continue;
+      let pos = size < k ? size++ : k - 1;
+      while (pos > 0 && bestD[pos - 1] > s) {
+        bestD[pos] = bestD[pos - 1];
+        bestI[pos] = bestI[pos - 1];
+        pos--;
+      }
+      bestD[pos] = s;
+      bestI[pos] = j;
     }
-    const exact = new Set(Array.from(order.sort((a, b) => dist[a] - dist[b] || a - b).subarray(0, k)));
+    const exact = new Set(bestI.subarray(0, size));
     for (let t = 0; t < k; t++) if (exact.has(knn.indices[i * k + t])) hits++;
   }
   return hits / (queries * k);

@@ -22,6 +22,12 @@
  * label; tie order among equal gains follows our neighbour order.
  * - nStarts (default 1, as scanpy) runs the whole optimisation from several seeds (seed, seed+1,
  *   …) and keeps the partition of highest modularity, as Seurat's n.start does for Louvain.
+ * - Large graphs (>= `largeGraph` nodes, default 100,000) with nIterations = -1: the repetition
+ *   also stops after an iteration whose summed gain is below 1e-4 of the total weight (a
+ *   modularity gain of about 1e-4). On a 200k-cell kNN graph "until nothing improves" ran 38+
+ *   iterations of ~1e-5 modularity each, every one a full pass over the graph; leidenalg does the
+ *   same (scanpy >= 1.10 defaults to n_iterations = 2 for this reason). Graphs below the
+ *   threshold are unaffected.
  * Output labels: 0..c-1 by community size, largest first, ties by smallest member index.
  */
 import type { Csr } from "../core/csr.js";
@@ -37,9 +43,14 @@ export interface LeidenOptions {
   nIterations?: number;
   /** Independent starts from seeds seed, seed+1, …; the best modularity wins (default 1). */
   nStarts?: number;
+  /** Graphs with at least this many nodes stop repeating on a gain below LARGE_MIN_GAIN (header). */
+  largeGraph?: number;
 }
 
 const MOVE_THRESHOLD = 10 * Number.EPSILON;
+const LARGE_GRAPH = 100_000;
+/** Smallest summed gain, relative to the total weight, that earns a large graph another iteration. */
+const LARGE_MIN_GAIN = 1e-4;
 
 export function leidenCpu(graph: Csr, opts: LeidenOptions): Int32Array {
   const nStarts = opts.nStarts ?? 1;
@@ -70,10 +81,11 @@ function leidenOnce(graph: Csr, opts: LeidenOptions): Int32Array {
   const nIterations = opts.nIterations ?? -1;
   const rng = new Rng(opts.seed);
   const ctx = new Scratch(n);
+  const minGain = n >= (opts.largeGraph ?? LARGE_GRAPH) ? LARGE_MIN_GAIN * totalWeight : 0;
   // As leidenalg's Optimiser.optimise_partition(n_iterations): a fixed count, or until no gain.
   for (let itr = 0; nIterations < 0 || itr < nIterations; itr++) {
     const improvement = optimiseOnce(g0, membership, opts.resolution, totalWeight, rng, ctx);
-    if (nIterations < 0 && !(improvement > 0)) break;
+    if (nIterations < 0 && !(improvement > minGain)) break;
   }
   return labelsBySize(membership);
 }

@@ -111,7 +111,8 @@ describe("knnApproxCpu (RP forest + NN-descent)", () => {
     const d = 50;
     const x = pcaLike(n, d, 40, 7);
     const t = performance.now();
-    const a = knnApproxCpu(x, n, d, 15, { seed: 1 });
+    // Two threads: the worker path is what runs at scale (the default is one thread below 50,000).
+    const a = knnApproxCpu(x, n, d, 15, { seed: 1, threads: 2 });
     const ms = performance.now() - t;
     const recall = sampledRecall(a, x, d, 300, 5);
     console.log(`pcaLike 20000×50 k=15: recall of the 14 others ${recall.toFixed(4)}, ${ms.toFixed(0)} ms`);
@@ -119,7 +120,7 @@ describe("knnApproxCpu (RP forest + NN-descent)", () => {
     expectWellFormed(a, x, d);
   }, 180_000);
 
-  it("same points + seed → identical bytes; another seed → other work, same quality", () => {
+  it("same points + seed → identical bytes for 1, 2, 3 threads; another seed → other work, same quality", () => {
     const n = 4000;
     const d = 30;
     const x = pcaLike(n, d, 12, 3);
@@ -127,6 +128,12 @@ describe("knnApproxCpu (RP forest + NN-descent)", () => {
     const b = knnApproxCpu(x, n, d, 15, { seed: 3 });
     expect(sameBytes(a.indices, b.indices)).toBe(true);
     expect(sameBytes(a.distances, b.distances)).toBe(true);
+    // Worker threads share the work by point ranges: any count gives the same bytes.
+    for (const threads of [2, 3]) {
+      const t = knnApproxCpu(x, n, d, 15, { seed: 3, threads });
+      expect(sameBytes(t.indices, a.indices)).toBe(true);
+      expect(sameBytes(t.distances, a.distances)).toBe(true);
+    }
     // One round from a different forest: the seed really drives the computation.
     const c1 = knnApproxCpu(x, n, d, 15, { seed: 4, maxIterations: 0 });
     const a1 = knnApproxCpu(x, n, d, 15, { seed: 3, maxIterations: 0 });

@@ -20,6 +20,8 @@
  */
 
 import { Rng } from "../core/random.js";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
 import type { Gpu } from "../gpu/device.js";
 
 export interface Knn {
@@ -293,24 +295,34 @@ export async function knnExactGpu(gpu: Gpu, points: Float32Array, n: number, d: 
  * to both lists. Points with unfilled lists get random others. (2) NN-descent: per point up to
  * `cap` "new" and "old" candidates — its neighbours plus its reverse neighbours, those over the cap
  * dropped by a hashed random priority (pynndescent's sampling) — joined new×new and new×old, each
- * pair offered to both lists. Stops when fewer than delta·n·k list entries changed, or after
- * maxIterations (default max(5, log2 n)).
- * Speed: all work runs on a copy of the points reordered by the first tree's leaves, so a point's
- * neighbours mostly sit near it in memory; a pair's squared distance is abandoned (every 8
- * coordinates) once it exceeds both lists' current worst, which with PCA-ordered coordinates
- * (variance front-loaded) usually happens early. The abandon never changes a result: a distance
- * that is completed is summed in the same order either way.
+ * pair offered to both lists. Stops when fewer than delta·n·k list entries are new after a round,
+ * or after maxIterations (default max(5, log2 n)).
+ * Speed: the first tree is built on the input; everything else runs on a copy of the points
+ * reordered by its leaves, so a point's neighbours mostly sit near it in memory. Trees partition
+ * stably, so every level reads its node's points in increasing memory order. A pair's squared
+ * distance is abandoned (every 8 coordinates) once it exceeds both lists' current worst, which with
+ * PCA-ordered coordinates (variance front-loaded) usually happens early; a completed distance is
+ * summed in the same order either way.
+ * Threads: `threads` participants (default: os.availableParallelism() capped at MAX_THREADS when
+ * n ≥ PARALLEL_MIN_N, else 1) — this thread plus worker_threads over SharedArrayBuffers, each phase
+ * split by point ranges, a barrier between phases. The result does not depend on the thread count
+ * or timing because every phase's outcome is a function of the set of offers it makes, not their
+ * order: a list is the best L of everything offered (a strict order on (distance, index)), a
+ * candidate sample the smallest `cap` by (pair priority, index) with the priority a hash of the
+ * unordered pair, and after each phase every list is rewritten in one canonical layout (sorted
+ * descending, itself a valid max-heap). Concurrent pushes to one list take a per-point spin lock;
+ * the unlocked early-abandon bound reads a list's root, which only ever shrinks, so a stale value
+ * only costs work.
  * Differences from pynndescent: the search keeps m + EXTRA entries per list and returns the best m
  * (recall at 200,000 points 0.835 → 0.917, for ~1.7× the work); candidate cap max(k, 20) rather
- * than min(60, k); a serial join in a fixed order (a given seed always gives the same bytes); ties
- * in the lists broken by index. Single-threaded.
+ * than min(60, k); ties in the lists broken by index.
  */
 export function knnApproxCpu(
   points: Float32Array,
   n: number,
   d: number,
   k: number,
-  opts: { seed?: number; maxIterations?: number; delta?: number } = {},
+  opts: { seed?: number; maxIterations?: number; delta?: number; threads?: number } = {},
 ): Knn {
   if (!Number.isInteger(n) || !Number.isInteger(d) || !Number.isInteger(k) || n < 1 || d < 1) {
     throw new RangeError(`knnApproxCpu: n, d must be positive integers (got n=${n}, d=${d}, k=${k})`);
@@ -325,6 +337,7 @@ export function knnApproxCpu(
   const seed = opts.seed ?? 0;
   const maxIterations = opts.maxIterations ?? Math.max(5, Math.round(Math.log2(n)));
   const delta = opts.delta ?? 0.001;
+  const W = Math.max(1, Math.floor(opts.threads ?? (n >= PARALLEL_MIN_N ? Math.min(MAX_THREADS, availableParallelism()) : 1)));
   const m = k - 1; // neighbours besides self
   const indices = new Int32Array(n * k);
   const distances = new Float32Array(n * k);
@@ -332,72 +345,51 @@ export function knnApproxCpu(
   if (m === 0) return { n, k, indices, distances };
 
   const rng = new Rng(seed);
-  // Work in the first tree's leaf order: perm[p] is the input row at working position p, and that
-  // tree's leaves are contiguous ranges of working positions.
-  const first = rpTreeLeaves(points, n, d, rng);
-  const perm = first.order;
-  const x = new Float32Array(n * d);
-  for (let p = 0; p < n; p++) x.set(points.subarray(perm[p] * d, perm[p] * d + d), p * d);
+  const nTrees = n < 10_000 ? 4 : n < 200_000 ? 6 : 8;
   // Lists keep EXTRA more than asked: NN-descent converges much closer to the true top m when the
   // lists it joins reach further (200,000 × 50 PCA-like points: recall 0.835 with m = 14, 0.917 with 24).
   const L = Math.min(n - 1, m + EXTRA);
-  const heap = new NeighbourHeaps(n, L);
-  const identity = new Int32Array(n);
-  for (let p = 0; p < n; p++) identity[p] = p;
-  heap.offerLeaves(x, d, identity, first.leaves);
-  const nTrees = n < 10_000 ? 4 : n < 200_000 ? 6 : 8;
-  for (let tree = 1; tree < nTrees; tree++) {
-    const { order, leaves } = rpTreeLeaves(x, n, d, rng);
-    heap.offerLeaves(x, d, order, leaves);
-  }
-  for (let p = 0; p < n; p++) {
-    // A list the leaves left short (n ≤ m, or a small leaf) is topped up with random others.
-    while (heap.dist[p * L] === Infinity) {
-      const q = rng.nextU32() % n;
-      if (q !== p) heap.push(p, dist2f(x, p * d, q * d, d, Infinity), q);
-    }
-  }
-
   const cap = Math.max(k, 20);
-  const fresh = new CandidateHeaps(n, cap);
-  const old = new CandidateHeaps(n, cap);
-  for (let iter = 0; iter < maxIterations; iter++) {
-    fresh.clear();
-    old.clear();
-    const salt = rng.nextU32();
-    for (let p = 0; p < n; p++) {
-      for (let r = 0; r < L; r++) {
-        const e = p * L + r;
-        const q = heap.idx[e];
-        const pri = fmix32((e ^ salt) >>> 0) >>> 1;
-        const target = heap.isNew[e] ? fresh : old;
-        target.push(p, pri, q);
-        target.push(q, pri, p);
-      }
-    }
-    // Neighbours that made it into the sample are joined now; later rounds treat them as old.
-    for (let p = 0; p < n; p++) {
-      for (let r = 0; r < L; r++) {
-        const e = p * L + r;
-        if (heap.isNew[e] && fresh.has(p, heap.idx[e])) heap.isNew[e] = 0;
-      }
-    }
+  const S = approxState(n, d, L, cap, W, nTrees);
+  for (let t = 0; t < nTrees; t++) S.treeSeeds[t] = rng.nextU32() | 0;
 
-    let updates = 0;
-    for (let i = 0; i < n; i++) {
-      const base = i * cap; // both candidate heaps share the layout
-      const nc = fresh.count[i];
-      const oc = old.count[i];
-      for (let a = 0; a < nc; a++) {
-        const p = fresh.idx[base + a];
-        for (let b = a + 1; b < nc; b++) updates += heap.offerPair(x, d, p, fresh.idx[base + b]);
-        for (let b = 0; b < oc; b++) {
-          const q = old.idx[base + b];
-          if (q !== p) updates += heap.offerPair(x, d, p, q);
-        }
+  // Tree 0 on the input; its leaf order becomes the working order: perm[p] is the input row at
+  // working position p, and tree 0's leaves are contiguous ranges of working positions.
+  S.n = n;
+  approxKernel(S, PHASE_TREE0, 0, 0, points);
+  const perm = S.orders.slice(0, n);
+  for (let p = 0; p < n; p++) {
+    S.x.set(points.subarray(perm[p] * d, perm[p] * d + d), p * d);
+    S.orders[p] = p;
+  }
+
+  const workers: Worker[] = [];
+  try {
+    if (W > 1) {
+      const source = workerSource();
+      for (let w = 1; w < W; w++) {
+        const worker = new Worker(source, { eval: true, workerData: { S, w } });
+        worker.unref();
+        workers.push(worker);
       }
     }
-    if (updates < delta * n * k) break;
+    runPhase(S, PHASE_TREES, 0);
+    runPhase(S, PHASE_LEAVES, 0);
+    runPhase(S, PHASE_FILL, rng.nextU32() | 0);
+    runPhase(S, PHASE_CANON, 0);
+    for (let iter = 0; iter < maxIterations; iter++) {
+      runPhase(S, PHASE_CANDIDATES, rng.nextU32() | 0);
+      runPhase(S, PHASE_MARK, 0);
+      runPhase(S, PHASE_JOIN, 0);
+      const updates = runPhase(S, PHASE_CANON, 0);
+      if (updates < delta * n * k) break;
+    }
+  } finally {
+    if (W > 1) {
+      Atomics.store(S.ctrl, CTRL_PHASE, PHASE_QUIT);
+      Atomics.add(S.ctrl, CTRL_GEN, 1);
+      Atomics.notify(S.ctrl, CTRL_GEN);
+    }
   }
 
   // Back to input numbering; rows sorted by (squared distance, input index).
@@ -409,12 +401,12 @@ export function knnApproxCpu(
     const base = pos[i] * L;
     for (let r = 0; r < L; r++) {
       order[r] = r;
-      rowI[r] = perm[heap.idx[base + r]];
+      rowI[r] = perm[S.hi[base + r]];
     }
-    order.sort((a, b) => heap.dist[base + a] - heap.dist[base + b] || rowI[a] - rowI[b]);
+    order.sort((a, b) => S.hd[base + a] - S.hd[base + b] || rowI[a] - rowI[b]);
     for (let r = 0; r < m; r++) {
       indices[i * k + 1 + r] = rowI[order[r]];
-      distances[i * k + 1 + r] = Math.sqrt(heap.dist[base + order[r]]);
+      distances[i * k + 1 + r] = Math.sqrt(S.hd[base + order[r]]);
     }
   }
   return { n, k, indices, distances };
@@ -422,234 +414,471 @@ export function knnApproxCpu(
 
 /** Extra list entries kept during the search (see knnApproxCpu). */
 const EXTRA = 10;
+/** Below this many points the default is one thread: starting workers costs more than it saves. */
+const PARALLEL_MIN_N = 50_000;
+const MAX_THREADS = 8;
 
-/** pynndescent's default leaf size for k ≤ 30 would be 30; 48 makes fewer trees reach the same recall. */
-const LEAF_SIZE = 48;
+const PHASE_TREE0 = 0;
+const PHASE_TREES = 1;
+const PHASE_LEAVES = 2;
+const PHASE_FILL = 3;
+const PHASE_CANON = 4;
+const PHASE_CANDIDATES = 5;
+const PHASE_MARK = 6;
+const PHASE_JOIN = 7;
+const PHASE_QUIT = 8;
+/** ctrl slots: generation (bumped to start a phase), phase, its argument, workers done, error flag, then one result per participant. */
+const CTRL_GEN = 0;
+const CTRL_PHASE = 1;
+const CTRL_ARG = 2;
+const CTRL_DONE = 3;
+const CTRL_ERROR = 4;
+const CTRL_RESULT = 5;
 
-/**
- * One random-projection tree over the n rows of x: `order` lists the rows leaf by leaf, `leaves`
- * holds each leaf's [start, end) in `order`, in that order. A node splits by the sign of
- * (x − (a+b)/2)·(a − b) for two of its rows a, b drawn from rng; a point on the plane goes to the
- * side a random bit picks, and a split that leaves one side empty (all projections equal:
- * duplicates) halves the node as it stands.
- */
-function rpTreeLeaves(x: Float32Array, n: number, d: number, rng: Rng): { order: Int32Array; leaves: number[] } {
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  const side = new Uint8Array(n);
-  const normal = new Float64Array(d);
-  const leaves: number[] = [];
-  const stack: number[] = [0, n];
-  while (stack.length > 0) {
-    const hi = stack.pop() as number;
-    const lo = stack.pop() as number;
-    const size = hi - lo;
-    if (size <= LEAF_SIZE) {
-      leaves.push(lo, hi);
-      continue;
-    }
-    const a = order[lo + (rng.nextU32() % size)] * d;
-    let b = order[lo + (rng.nextU32() % (size - 1))] * d;
-    if (b === a) b = order[hi - 1] * d;
-    let offset = 0;
-    for (let t = 0; t < d; t++) {
-      const v = x[a + t] - x[b + t];
-      normal[t] = v;
-      offset -= (v * (x[a + t] + x[b + t])) / 2;
-    }
-    let nLeft = 0;
-    for (let s = lo; s < hi; s++) {
-      const o = order[s] * d;
-      let margin = offset;
-      for (let t = 0; t < d; t++) margin += normal[t] * x[o + t];
-      const left = margin > 0 ? 1 : margin < 0 ? 0 : rng.nextU32() & 1;
-      side[s] = left;
-      nLeft += left;
-    }
-    let mid = lo + (size >> 1);
-    if (nLeft > 0 && nLeft < size) {
-      // Stable partition would cost a buffer; swapping from both ends keeps it in place.
-      let i = lo;
-      let j = hi - 1;
-      for (;;) {
-        while (i < j && side[i] === 1) i++;
-        while (i < j && side[j] === 0) j--;
-        if (i >= j) break;
-        const t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-        side[i] = 1;
-        side[j] = 0;
-      }
-      mid = lo + nLeft;
-    }
-    // Right half pushed first so leaves come out left to right.
-    stack.push(mid, hi, lo, mid);
+/** Everything the phases share; typed arrays on SharedArrayBuffers when there are workers. */
+interface ApproxState {
+  n: number;
+  d: number;
+  L: number;
+  cap: number;
+  W: number;
+  nTrees: number;
+  /** pynndescent's default leaf size for k ≤ 30 would be 30; 48 makes fewer trees reach the same recall. */
+  leafSize: number;
+  /** n × d points in working order. */
+  x: Float32Array;
+  /** n × L neighbour lists: max-heaps on (squared distance, index); flag 0 old, 1 new, 2 entered this phase. */
+  hd: Float64Array;
+  hi: Int32Array;
+  hn: Uint8Array;
+  /** n × cap "new" / "old" candidate samples: max-heaps on (priority, index), with counts. */
+  fi: Int32Array;
+  fp: Int32Array;
+  fc: Int32Array;
+  oi: Int32Array;
+  op: Int32Array;
+  oc: Int32Array;
+  locks: Int32Array;
+  treeSeeds: Int32Array;
+  /** Per tree: the positions leaf by leaf, and a 1 where a leaf starts. */
+  orders: Int32Array;
+  leafStart: Uint8Array;
+  /** n ints of partition scratch per participant. */
+  tmp: Int32Array;
+  ctrl: Int32Array;
+}
+
+function approxState(n: number, d: number, L: number, cap: number, W: number, nTrees: number): ApproxState {
+  const alloc = <T>(C: new (b: ArrayBufferLike) => T, bytesPer: number, len: number): T =>
+    new C(W > 1 ? new SharedArrayBuffer(bytesPer * len) : new ArrayBuffer(bytesPer * len));
+  const hd = alloc(Float64Array, 8, n * L);
+  hd.fill(Infinity);
+  const hi = alloc(Int32Array, 4, n * L);
+  hi.fill(0x7fffffff);
+  return {
+    n,
+    d,
+    L,
+    cap,
+    W,
+    nTrees,
+    leafSize: 48,
+    x: alloc(Float32Array, 4, n * d),
+    hd,
+    hi,
+    hn: alloc(Uint8Array, 1, n * L),
+    fi: alloc(Int32Array, 4, n * cap),
+    fp: alloc(Int32Array, 4, n * cap),
+    fc: alloc(Int32Array, 4, n),
+    oi: alloc(Int32Array, 4, n * cap),
+    op: alloc(Int32Array, 4, n * cap),
+    oc: alloc(Int32Array, 4, n),
+    locks: alloc(Int32Array, 4, n),
+    treeSeeds: alloc(Int32Array, 4, nTrees),
+    orders: alloc(Int32Array, 4, nTrees * n),
+    leafStart: alloc(Uint8Array, 1, nTrees * n),
+    tmp: alloc(Int32Array, 4, W * n),
+    ctrl: alloc(Int32Array, 4, CTRL_RESULT + W),
+  };
+}
+
+/** Runs one phase on every participant (this thread is participant 0) and returns the sum of their results. */
+function runPhase(S: ApproxState, phase: number, arg: number): number {
+  const c = S.ctrl;
+  if (S.W === 1) return approxKernel(S, phase, 0, arg, S.x);
+  Atomics.store(c, CTRL_PHASE, phase);
+  Atomics.store(c, CTRL_ARG, arg);
+  Atomics.store(c, CTRL_DONE, 0);
+  Atomics.add(c, CTRL_GEN, 1);
+  Atomics.notify(c, CTRL_GEN);
+  let total = approxKernel(S, phase, 0, arg, S.x);
+  for (;;) {
+    const done = Atomics.load(c, CTRL_DONE);
+    if (Atomics.load(c, CTRL_ERROR) !== 0) throw new Error("knnApproxCpu: a worker thread failed (its error is on stderr)");
+    if (done === S.W - 1) break;
+    Atomics.wait(c, CTRL_DONE, done, 1000);
   }
-  return { order, leaves };
+  for (let w = 1; w < S.W; w++) total += c[CTRL_RESULT + w];
+  return total;
 }
 
 /**
- * Σ(x_p − x_q)² in float64 over float32 rows, 8 coordinates per step in a fixed order. Returns a
- * partial sum as soon as it exceeds `bound` (it can only grow), so the caller must treat any value
- * above `bound` as "too far" and nothing else.
+ * A worker: waits for the generation counter to move, runs its share of the phase, reports. Built
+ * from approxKernel's own source text, so it needs no separate file in the bundle or under tsx.
  */
-function dist2f(x: Float32Array, po: number, qo: number, d: number, bound: number): number {
-  let s = 0;
-  let t = 0;
-  for (; t + 8 <= d; t += 8) {
-    const a0 = x[po + t] - x[qo + t];
-    const a1 = x[po + t + 1] - x[qo + t + 1];
-    const a2 = x[po + t + 2] - x[qo + t + 2];
-    const a3 = x[po + t + 3] - x[qo + t + 3];
-    const a4 = x[po + t + 4] - x[qo + t + 4];
-    const a5 = x[po + t + 5] - x[qo + t + 5];
-    const a6 = x[po + t + 6] - x[qo + t + 6];
-    const a7 = x[po + t + 7] - x[qo + t + 7];
-    s += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3 + (a4 * a4 + a5 * a5 + a6 * a6 + a7 * a7);
-    if (s > bound) return s;
+function workerSource(): string {
+  return `"use strict";
+var __name = (f) => f;
+const { workerData } = require("node:worker_threads");
+const kernel = (${approxKernel.toString()});
+const S = workerData.S;
+const w = workerData.w;
+const c = S.ctrl;
+let gen = 0;
+for (;;) {
+  while (Atomics.load(c, ${CTRL_GEN}) === gen) Atomics.wait(c, ${CTRL_GEN}, gen);
+  gen = Atomics.load(c, ${CTRL_GEN});
+  const phase = Atomics.load(c, ${CTRL_PHASE});
+  if (phase === ${PHASE_QUIT}) break;
+  try {
+    c[${CTRL_RESULT} + w] = kernel(S, phase, w, Atomics.load(c, ${CTRL_ARG}), S.x);
+  } catch (e) {
+    console.error(e);
+    Atomics.store(c, ${CTRL_ERROR}, 1);
   }
-  for (; t < d; t++) {
-    const a = x[po + t] - x[qo + t];
-    s += a * a;
-  }
-  return s;
+  Atomics.add(c, ${CTRL_DONE}, 1);
+  Atomics.notify(c, ${CTRL_DONE});
+}
+`;
 }
 
-/** Per point, a max-heap of its m best others by (squared distance, index), with a "new" flag each. */
-class NeighbourHeaps {
-  readonly dist: Float64Array;
-  readonly idx: Int32Array;
-  readonly isNew: Uint8Array;
+/**
+ * Participant w's share of one phase (point range [n·w/W, n·(w+1)/W) unless said otherwise).
+ * Self-contained — no outside names, numbers as literals — because workers run it from its source
+ * text. Phases (numbers as in PHASE_*):
+ * 0 tree 0 over `src` (the input), participant 0 only; 1 trees 1.. over S.x, tree t by participant
+ * t mod W; 2 every pair in every leaf offered to both lists, a leaf by the participant whose range
+ * holds its start; 3 short lists topped up with hashed-random others; 4 canonical layout, candidate
+ * counts cleared, returns how many entries entered since the last canonical layout; 5 candidate
+ * samples (priority salt `arg`); 6 sampled new entries flagged old; 7 the local join.
+ */
+function approxKernel(S: ApproxState, phase: number, w: number, arg: number, src: Float32Array): number {
+  const n = S.n;
+  const d = S.d;
+  const L = S.L;
+  const cap = S.cap;
+  const W = S.W;
+  const lo = Math.floor((n * w) / W);
+  const hi = Math.floor((n * (w + 1)) / W);
+  const x = S.x;
+  const hd = S.hd;
+  const hidx = S.hi;
+  const hn = S.hn;
+  const locks = S.locks;
 
-  constructor(
-    n: number,
-    private readonly m: number,
-  ) {
-    this.dist = new Float64Array(n * m).fill(Infinity);
-    this.idx = new Int32Array(n * m).fill(0x7fffffff);
-    this.isNew = new Uint8Array(n * m);
+  if (phase === 0) {
+    buildTree(src, S.treeSeeds[0], 0);
+    return 0;
   }
-
-  /** Offers every pair inside each leaf [leaves[l], leaves[l+1]) of `order` to both ends. */
-  offerLeaves(x: Float32Array, d: number, order: Int32Array, leaves: number[]): void {
-    for (let l = 0; l < leaves.length; l += 2) {
-      const end = leaves[l + 1];
-      for (let a = leaves[l]; a < end; a++) {
-        const p = order[a];
-        for (let b = a + 1; b < end; b++) this.offerPair(x, d, p, order[b]);
+  if (phase === 1) {
+    for (let t = 1 + w; t < S.nTrees; t += W) buildTree(x, S.treeSeeds[t], t);
+    return 0;
+  }
+  if (phase === 2) {
+    for (let t = 0; t < S.nTrees; t++) {
+      const order = S.orders.subarray(t * n, t * n + n);
+      const starts = S.leafStart.subarray(t * n, t * n + n);
+      for (let a = lo; a < hi; a++) {
+        if (starts[a] === 0) continue;
+        let end = a + 1;
+        while (end < n && starts[end] === 0) end++;
+        for (let u = a; u < end; u++) {
+          const p = order[u];
+          for (let v = u + 1; v < end; v++) offerPair(p, order[v]);
+        }
       }
     }
+    return 0;
+  }
+  if (phase === 3) {
+    for (let p = lo; p < hi; p++) {
+      // Only p's own list changes here, so no lock.
+      for (let a = 0; hd[p * L] === Infinity; a++) {
+        const q = fmix32((fmix32((Math.imul(p, 0x9e3779b1) ^ arg) >>> 0) + a) >>> 0) % n;
+        if (q !== p) push(p, dist2f(p * d, q * d, Infinity), q);
+      }
+    }
+    return 0;
+  }
+  if (phase === 4) {
+    let entered = 0;
+    for (let p = lo; p < hi; p++) {
+      const base = p * L;
+      // Insertion sort, descending by (distance, index): a sorted array is a valid max-heap, and
+      // one that depends only on the set of entries.
+      for (let r = 1; r < L; r++) {
+        const sd = hd[base + r];
+        const si = hidx[base + r];
+        const sn = hn[base + r];
+        let q = r;
+        while (q > 0 && (hd[base + q - 1] < sd || (hd[base + q - 1] === sd && hidx[base + q - 1] < si))) {
+          hd[base + q] = hd[base + q - 1];
+          hidx[base + q] = hidx[base + q - 1];
+          hn[base + q] = hn[base + q - 1];
+          q--;
+        }
+        hd[base + q] = sd;
+        hidx[base + q] = si;
+        hn[base + q] = sn;
+      }
+      for (let r = 0; r < L; r++) {
+        if (hn[base + r] === 2) {
+          entered++;
+          hn[base + r] = 1;
+        }
+      }
+      S.fc[p] = 0;
+      S.oc[p] = 0;
+    }
+    return entered;
+  }
+  if (phase === 5) {
+    for (let p = lo; p < hi; p++) {
+      for (let r = 0; r < L; r++) {
+        const e = p * L + r;
+        const q = hidx[e];
+        // A hash of the unordered pair: p's offer of q and q's offer of p carry the same priority.
+        const a = p < q ? p : q;
+        const b = p < q ? q : p;
+        const pri = fmix32((fmix32((Math.imul(a, 0x9e3779b1) ^ arg) >>> 0) + b) >>> 0) >>> 1;
+        if (hn[e] === 1) {
+          candidate(S.fi, S.fp, S.fc, p, pri, q);
+          candidate(S.fi, S.fp, S.fc, q, pri, p);
+        } else {
+          candidate(S.oi, S.op, S.oc, p, pri, q);
+          candidate(S.oi, S.op, S.oc, q, pri, p);
+        }
+      }
+    }
+    return 0;
+  }
+  if (phase === 6) {
+    // Neighbours that made it into the sample are joined now; later rounds treat them as old.
+    for (let p = lo; p < hi; p++) {
+      const base = p * cap;
+      const c = S.fc[p];
+      for (let r = 0; r < L; r++) {
+        const e = p * L + r;
+        if (hn[e] !== 1) continue;
+        const q = hidx[e];
+        for (let s = 0; s < c; s++) {
+          if (S.fi[base + s] === q) {
+            hn[e] = 0;
+            break;
+          }
+        }
+      }
+    }
+    return 0;
+  }
+  if (phase === 7) {
+    const fi = S.fi;
+    const oi = S.oi;
+    for (let i = lo; i < hi; i++) {
+      const base = i * cap; // both candidate samples share the layout
+      const nc = S.fc[i];
+      const oc = S.oc[i];
+      for (let a = 0; a < nc; a++) {
+        const p = fi[base + a];
+        for (let b = a + 1; b < nc; b++) offerPair(p, fi[base + b]);
+        for (let b = 0; b < oc; b++) {
+          const q = oi[base + b];
+          if (q !== p) offerPair(p, q);
+        }
+      }
+    }
+    return 0;
+  }
+  throw new Error(`knnApproxCpu: unknown phase ${phase}`);
+
+  /** murmur3's 32-bit finaliser. */
+  function fmix32(h: number): number {
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   }
 
-  /** Offers p to q's list and q to p's; returns how many lists changed (0–2). */
-  offerPair(x: Float32Array, d: number, p: number, q: number): number {
-    const dp = this.dist[p * this.m];
-    const dq = this.dist[q * this.m];
+  /**
+   * Σ(x_p − x_q)² in float64 over float32 rows, 8 coordinates per step in a fixed order. Returns a
+   * partial sum as soon as it exceeds `bound` (it can only grow), so the caller must treat any
+   * value above `bound` as "too far" and nothing else.
+   */
+  function dist2f(po: number, qo: number, bound: number): number {
+    let s = 0;
+    let t = 0;
+    for (; t + 8 <= d; t += 8) {
+      const a0 = x[po + t] - x[qo + t];
+      const a1 = x[po + t + 1] - x[qo + t + 1];
+      const a2 = x[po + t + 2] - x[qo + t + 2];
+      const a3 = x[po + t + 3] - x[qo + t + 3];
+      const a4 = x[po + t + 4] - x[qo + t + 4];
+      const a5 = x[po + t + 5] - x[qo + t + 5];
+      const a6 = x[po + t + 6] - x[qo + t + 6];
+      const a7 = x[po + t + 7] - x[qo + t + 7];
+      s += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3 + (a4 * a4 + a5 * a5 + a6 * a6 + a7 * a7);
+      if (s > bound) return s;
+    }
+    for (; t < d; t++) {
+      const a = x[po + t] - x[qo + t];
+      s += a * a;
+    }
+    return s;
+  }
+
+  /** Offers p to q's list and q to p's. */
+  function offerPair(p: number, q: number): void {
+    const dp = hd[p * L];
+    const dq = hd[q * L];
     const bound = dp > dq ? dp : dq;
-    const s = dist2f(x, p * d, q * d, d, bound);
-    if (s > bound) return 0;
-    return this.push(p, s, q) + this.push(q, s, p);
+    const s = dist2f(p * d, q * d, bound);
+    if (s > bound) return;
+    if (W === 1) {
+      push(p, s, q);
+      push(q, s, p);
+      return;
+    }
+    if (s <= hd[p * L]) {
+      while (Atomics.compareExchange(locks, p, 0, 1) !== 0);
+      push(p, s, q);
+      Atomics.store(locks, p, 0);
+    }
+    if (s <= hd[q * L]) {
+      while (Atomics.compareExchange(locks, q, 0, 1) !== 0);
+      push(q, s, p);
+      Atomics.store(locks, q, 0);
+    }
   }
 
-  /** Offers j to i's list; 1 when it entered (displacing the worst), 0 when worse or already there. */
-  push(i: number, s: number, j: number): number {
-    const m = this.m;
-    const base = i * m;
-    const dist = this.dist;
-    const idx = this.idx;
-    if (s > dist[base] || (s === dist[base] && j >= idx[base])) return 0;
-    for (let r = 0; r < m; r++) if (idx[base + r] === j) return 0;
+  /** Offers j to i's list: enters (displacing the worst, flagged 2) unless worse or already there. */
+  function push(i: number, s: number, j: number): void {
+    const base = i * L;
+    if (s > hd[base] || (s === hd[base] && j >= hidx[base])) return;
+    for (let r = 0; r < L; r++) if (hidx[base + r] === j) return;
     // Replace the root and sift down; the larger (distance, index) child rises.
     let at = 0;
     for (;;) {
       const l = 2 * at + 1;
-      if (l >= m) break;
+      if (l >= L) break;
       let c = l;
       const rr = l + 1;
-      if (rr < m && (dist[base + rr] > dist[base + l] || (dist[base + rr] === dist[base + l] && idx[base + rr] > idx[base + l]))) c = rr;
-      if (dist[base + c] > s || (dist[base + c] === s && idx[base + c] > j)) {
-        dist[base + at] = dist[base + c];
-        idx[base + at] = idx[base + c];
-        this.isNew[base + at] = this.isNew[base + c];
+      if (rr < L && (hd[base + rr] > hd[base + l] || (hd[base + rr] === hd[base + l] && hidx[base + rr] > hidx[base + l]))) c = rr;
+      if (hd[base + c] > s || (hd[base + c] === s && hidx[base + c] > j)) {
+        hd[base + at] = hd[base + c];
+        hidx[base + at] = hidx[base + c];
+        hn[base + at] = hn[base + c];
         at = c;
       } else break;
     }
-    dist[base + at] = s;
-    idx[base + at] = j;
-    this.isNew[base + at] = 1;
-    return 1;
-  }
-}
-
-/** murmur3's 32-bit finaliser: a hashed, seeded priority per list entry without a sequential stream. */
-function fmix32(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** Per point, up to `cap` distinct candidates kept by smallest priority (a max-heap on it). */
-class CandidateHeaps {
-  readonly pri: Int32Array;
-  readonly idx: Int32Array;
-  readonly count: Int32Array;
-
-  constructor(
-    n: number,
-    private readonly cap: number,
-  ) {
-    this.pri = new Int32Array(n * cap);
-    this.idx = new Int32Array(n * cap);
-    this.count = new Int32Array(n);
+    hd[base + at] = s;
+    hidx[base + at] = j;
+    hn[base + at] = 2;
   }
 
-  clear(): void {
-    this.count.fill(0);
-  }
-
-  has(i: number, j: number): boolean {
-    const base = i * this.cap;
-    for (let r = 0, c = this.count[i]; r < c; r++) if (this.idx[base + r] === j) return true;
-    return false;
-  }
-
-  push(i: number, p: number, j: number): void {
-    const cap = this.cap;
+  /** Offers j (priority p) to i's sample: the `cap` smallest by (priority, index), no repeats. */
+  function candidate(idx: Int32Array, pri: Int32Array, count: Int32Array, i: number, p: number, j: number): void {
+    if (W > 1) while (Atomics.compareExchange(locks, i, 0, 1) !== 0);
     const base = i * cap;
-    const pri = this.pri;
-    const idx = this.idx;
-    const c = this.count[i];
-    if (c === cap && p >= pri[base]) return;
-    if (this.has(i, j)) return;
-    if (c < cap) {
+    const c = count[i];
+    let skip = c === cap && (p > pri[base] || (p === pri[base] && j >= idx[base]));
+    for (let r = 0; !skip && r < c; r++) if (idx[base + r] === j) skip = true;
+    if (!skip && c < cap) {
       // Append and sift up.
       let at = c;
       while (at > 0) {
         const parent = (at - 1) >> 1;
-        if (pri[base + parent] >= p) break;
+        if (pri[base + parent] > p || (pri[base + parent] === p && idx[base + parent] > j)) break;
         pri[base + at] = pri[base + parent];
         idx[base + at] = idx[base + parent];
         at = parent;
       }
       pri[base + at] = p;
       idx[base + at] = j;
-      this.count[i] = c + 1;
-      return;
+      count[i] = c + 1;
+    } else if (!skip) {
+      // Full: replace the root (largest key) and sift down.
+      let at = 0;
+      for (;;) {
+        const l = 2 * at + 1;
+        if (l >= cap) break;
+        let ch = l;
+        if (l + 1 < cap && (pri[base + l + 1] > pri[base + l] || (pri[base + l + 1] === pri[base + l] && idx[base + l + 1] > idx[base + l]))) ch = l + 1;
+        if (pri[base + ch] < p || (pri[base + ch] === p && idx[base + ch] < j)) break;
+        pri[base + at] = pri[base + ch];
+        idx[base + at] = idx[base + ch];
+        at = ch;
+      }
+      pri[base + at] = p;
+      idx[base + at] = j;
     }
-    // Full: replace the root (largest priority) and sift down.
-    let at = 0;
-    for (;;) {
-      const l = 2 * at + 1;
-      if (l >= cap) break;
-      let ch = l;
-      if (l + 1 < cap && pri[base + l + 1] > pri[base + l]) ch = l + 1;
-      if (pri[base + ch] <= p) break;
-      pri[base + at] = pri[base + ch];
-      idx[base + at] = idx[base + ch];
-      at = ch;
+    if (W > 1) Atomics.store(locks, i, 0);
+  }
+
+  /**
+   * Random-projection tree t over the rows of `pts` (n × d), into S.orders / S.leafStart row t. A
+   * node splits by the sign of (x − (a+b)/2)·(a − b) for two of its rows a, b drawn by a hashed
+   * counter from `treeSeed`; a point on the plane goes to the side a hashed bit picks, and a split
+   * that leaves one side empty (all projections equal: duplicates) halves the node as it stands.
+   * The partition is stable, so each node's rows stay in increasing memory order.
+   */
+  function buildTree(pts: Float32Array, treeSeed: number, t: number): void {
+    const order = S.orders.subarray(t * n, t * n + n);
+    const starts = S.leafStart.subarray(t * n, t * n + n);
+    const tmp = S.tmp.subarray(w * n, w * n + n);
+    const normal = new Float64Array(d);
+    const margins = new Float64Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    starts.fill(0);
+    let draw = 0;
+    const stack: number[] = [0, n];
+    while (stack.length > 0) {
+      const end = stack.pop() as number;
+      const start = stack.pop() as number;
+      const size = end - start;
+      if (size <= S.leafSize) {
+        starts[start] = 1;
+        continue;
+      }
+      const a = order[start + (fmix32((treeSeed ^ fmix32(draw++)) >>> 0) % size)] * d;
+      let b = order[start + (fmix32((treeSeed ^ fmix32(draw++)) >>> 0) % (size - 1))] * d;
+      if (b === a) b = order[end - 1] * d;
+      let offset = 0;
+      for (let u = 0; u < d; u++) {
+        const v = pts[a + u] - pts[b + u];
+        normal[u] = v;
+        offset -= (v * (pts[a + u] + pts[b + u])) / 2;
+      }
+      let nLeft = 0;
+      for (let s = start; s < end; s++) {
+        const o = order[s] * d;
+        let margin = offset;
+        for (let u = 0; u < d; u++) margin += normal[u] * pts[o + u];
+        if (margin === 0) margin = fmix32((treeSeed ^ fmix32(draw++)) >>> 0) & 1 ? 1 : -1;
+        margins[s] = margin;
+        if (margin > 0) nLeft++;
+      }
+      let mid = start + (size >> 1);
+      if (nLeft > 0 && nLeft < size) {
+        let l = start;
+        let r = 0;
+        for (let s = start; s < end; s++) {
+          if (margins[s] > 0) order[l++] = order[s];
+          else tmp[r++] = order[s];
+        }
+        for (let s = 0; s < r; s++) order[l + s] = tmp[s];
+        mid = start + nLeft;
+      }
+      // Right half pushed first so leaves come out left to right.
+      stack.push(mid, end, start, mid);
     }
-    pri[base + at] = p;
-    idx[base + at] = j;
   }
 }

@@ -14,7 +14,9 @@
 //   (merge path: binary search for how many of the first d outputs come from the left run, left
 //   first on ties), then merges sequentially; at a pair's or segment's end it starts over for the
 //   next. Every position is written exactly once; integer-only, so deterministic.
-//   After run_sort, passes with width 16, 32, … up to the longest segment sort every segment.
+//   After run_sort, passes with width 16, 32, … up to the longest segment sort every segment. A
+//   merge pass's n is the prefix of positions in segments longer than width (the host lays genes
+//   out by decreasing length), so finished segments are not copied again.
 //
 // group_stats — Bindings: 0 uniform {nPairs, nGroups, nCells, ranks (0/1), toFixed: f32};
 //   1 orig: array<u32>; 2 sorted: array<u32>; 3 segStart; 4 groupStart: array<u32>;
@@ -92,21 +94,19 @@ fn merge_pass(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     }
     var i = pairStart + lo;
     var j = aEnd + d - lo;
-    var va = 0u;
-    var vb = 0u;
-    if (i < aEnd) { va = mSrc[i]; }
-    if (j < bEnd) { vb = mSrc[j]; }
+    var va = mSrc[min(i, MP.n - 1u)];
+    var vb = mSrc[min(j, MP.n - 1u)];
     let stop = min(pEnd, bEnd);
+    // Branch-free step (lanes diverge on every comparison otherwise): write the smaller head,
+    // advance its side, reload that side's head (clamped index; a head past its run is never used).
     for (; p < stop; p++) {
-      if (i < aEnd && (j >= bEnd || va <= vb)) {
-        mDst[p] = va;
-        i++;
-        if (i < aEnd) { va = mSrc[i]; }
-      } else {
-        mDst[p] = vb;
-        j++;
-        if (j < bEnd) { vb = mSrc[j]; }
-      }
+      let takeA = (i < aEnd) & ((j >= bEnd) | (va <= vb));
+      mDst[p] = select(vb, va, takeA);
+      i += select(0u, 1u, takeA);
+      j += select(1u, 0u, takeA);
+      let nv = mSrc[min(select(j, i, takeA), MP.n - 1u)];
+      va = select(va, nv, takeA);
+      vb = select(nv, vb, takeA);
     }
   }
 }

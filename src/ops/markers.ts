@@ -687,20 +687,26 @@ export async function rankGenesGroupsGpu(
     }
     const genes = j1 - j0;
     const pairs = genes * nGroups;
+    // Slots: the chunk's genes by decreasing nonzero count (ties by gene), so that the segments a
+    // merge pass still has to merge are always a prefix of the layout (see the passes below).
+    const geneAt = Uint32Array.from({ length: genes }, (_, t) => t).sort((a, b) => nzPerGene[j0 + b] - nzPerGene[j0 + a] || a - b);
+    const slotOf = new Uint32Array(genes);
+    geneAt.forEach((t, slot) => (slotOf[t] = slot));
     const segStart = new Uint32Array(genes + 1);
     const groupStart = new Uint32Array(pairs + 1);
     const geneOf = new Uint32Array(n);
-    let maxSeg = 0;
-    for (let t = 0; t < genes; t++) {
-      for (let g = 0; g < nGroups; g++) groupStart[t * nGroups + g + 1] = groupStart[t * nGroups + g] + nz[(j0 + t) * nGroups + g];
-      segStart[t + 1] = groupStart[(t + 1) * nGroups];
-      geneOf.fill(t, segStart[t], segStart[t + 1]);
-      maxSeg = Math.max(maxSeg, segStart[t + 1] - segStart[t]);
+    for (let slot = 0; slot < genes; slot++) {
+      const t = geneAt[slot];
+      for (let g = 0; g < nGroups; g++) groupStart[slot * nGroups + g + 1] = groupStart[slot * nGroups + g] + nz[(j0 + t) * nGroups + g];
+      segStart[slot + 1] = groupStart[(slot + 1) * nGroups];
+      geneOf.fill(slot, segStart[slot], segStart[slot + 1]);
     }
+    const maxSeg = segStart[1];
     // Gather: rows in (group, row) order; each row's columns increase, so a cursor per row walks
     // through the chunks in order.
     const keys = new Uint32Array(n);
-    const fill = groupStart.slice(0, pairs);
+    const fill = new Uint32Array(genes * nGroups);
+    for (let t = 0; t < genes; t++) for (let g = 0; g < nGroups; g++) fill[t * nGroups + g] = groupStart[slotOf[t] * nGroups + g];
     for (const r of rowsByGroup) {
       const end = X.indptr[r + 1];
       const g = labels[r];
@@ -728,17 +734,33 @@ export async function rankGenesGroupsGpu(
       let sorted = orig;
       if (ranks && maxSeg > 1) {
         const geneBuf = keep(gpu.upload(geneOf, "markers.geneOf"));
-        const ping = [keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.sortA")), keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE, "markers.sortB"))];
-        // Runs of MERGE_OUTPUTS sorted directly, then merged pairwise.
+        const ping = [keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, "markers.sortA")),
+          keep(gpu.createBuffer(n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, "markers.sortB"))];
+        // Runs of MERGE_OUTPUTS sorted directly, then merged pairwise. The pass of width w only
+        // touches the prefix of segments longer than w (slots by decreasing length), so each key
+        // takes ⌈log2(its own segment / MERGE_OUTPUTS)⌉ passes, not the chunk's longest segment's.
+        // Segments in (w, 2w] are finished by that pass in its destination; those left in ping[1]
+        // are copied into ping[0] at the end (the later, shorter passes never write there).
+        const active = (w: number) => {
+          let slot = 0;
+          while (slot < genes && segStart[slot + 1] - segStart[slot] > w) slot++;
+          return segStart[slot];
+        };
         const params = keep(gpu.uniforms({ u32: [n, 0] }));
         steps.push({ pipeline: runPipe, bindings: [params, sorted, ping[0], geneBuf, segBuf], workgroups: Math.ceil(n / 64) });
         sorted = ping[0];
+        const copies: Step[] = [];
         for (let w = MERGE_OUTPUTS, pass = 1; w < maxSeg; w *= 2, pass++) {
           const dst = ping[pass % 2];
-          const params = keep(gpu.uniforms({ u32: [n, w] }));
-          steps.push({ pipeline: mergePipe, bindings: [params, sorted, dst, geneBuf, segBuf], workgroups: Math.ceil(n / MERGE_OUTPUTS / 64) });
+          const m = active(w);
+          const params = keep(gpu.uniforms({ u32: [m, w] }));
+          steps.push({ pipeline: mergePipe, bindings: [params, sorted, dst, geneBuf, segBuf], workgroups: Math.ceil(m / MERGE_OUTPUTS / 64) });
+          const done = active(2 * w);
+          if (dst === ping[1] && m > done) copies.push({ copy: { src: dst, srcOffset: done * 4, dst: ping[0], dstOffset: done * 4, size: (m - done) * 4 } });
           sorted = dst;
         }
+        steps.push(...copies);
+        sorted = ping[0];
       }
       // tie_sums also writes each sorted position's doubled rank, which group_stats sums.
       let rankAt = orig;
@@ -767,21 +789,20 @@ export async function rankGenesGroupsGpu(
       const sLo = new Uint32Array(sb);
       const qHi = new Int32Array(qb);
       const qLo = new Uint32Array(qb);
-      for (let t = 0; t < genes; t++) {
+      const tw = new Uint32Array(tb);
+      const nw = new Uint32Array(nb);
+      for (let slot = 0; slot < genes; slot++) {
+        const j = j0 + geneAt[slot];
         for (let g = 0; g < nGroups; g++) {
-          const p = t * nGroups + g;
-          const o = g * nGenes + j0 + t;
+          const p = slot * nGroups + g;
+          const o = g * nGenes + j;
           sum[o] = fromFixed(sHi[2 * p], sLo[2 * p + 1]);
           sumSq[o] = fromFixed(qHi[2 * p], qLo[2 * p + 1]);
           rankSum[o] = (rw[2 * p] * 2 ** 32 + rw[2 * p + 1]) / 2;
         }
-      }
-      if (ranks) {
-        const tw = new Uint32Array(tb);
-        const nw = new Uint32Array(nb);
-        for (let t = 0; t < genes; t++) {
-          tieSum[j0 + t] = tw[2 * t] * 2 ** 32 + tw[2 * t + 1];
-          nNeg[j0 + t] = nw[t];
+        if (ranks) {
+          tieSum[j] = tw[2 * slot] * 2 ** 32 + tw[2 * slot + 1];
+          nNeg[j] = nw[slot];
         }
       }
     } finally {

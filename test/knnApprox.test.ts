@@ -125,10 +125,7 @@ describe("knnApproxCpu (RP forest + NN-descent)", () => {
     const d = 30;
     const x = pcaLike(n, d, 12, 3);
     const a = knnApproxCpu(x, n, d, 15, { seed: 3 });
-    const b = knnApproxCpu(x, n, d, 15, { seed: 3 });
-    expect(sameBytes(a.indices, b.indices)).toBe(true);
-    expect(sameBytes(a.distances, b.distances)).toBe(true);
-    // Worker threads share the work by point ranges: any count gives the same bytes.
+    // Worker threads share the work by point ranges (3 threads: uneven ranges): the same bytes.
     for (const threads of [2, 3]) {
       const t = knnApproxCpu(x, n, d, 15, { seed: 3, threads });
       expect(sameBytes(t.indices, a.indices)).toBe(true);

@@ -172,7 +172,14 @@ program
   .option("--n-comps <n>", "PCA components (50)", num("--n-comps", { int: true, min: 1 }))
   .option("--n-pcs <n>", "PCs used for neighbours (all comps; seurat preset 10)", num("--n-pcs", { int: true, min: 1 }))
   .option("--n-neighbors <n>", "neighbours (15; seurat preset 20)", num("--n-neighbors", { int: true, min: 2 }))
-  .addOption(new Option("--knn-method <name>", "kNN search: exact, approx (NN-descent), auto (exact up to 50,000 cells)").choices(["auto", "exact", "approx"]))
+  .addOption(
+    new Option("--knn-method <name>", "kNN search: exact, approx (IVF on a GPU, NN-descent on the CPU), ivf, auto (exact up to 50,000 cells)").choices([
+      "auto",
+      "exact",
+      "approx",
+      "ivf",
+    ]),
+  )
   .option("--resolution <x>", "clustering resolution (1; seurat preset 0.5)", num("--resolution", { min: 0 }))
   .option("--n-starts <n>", "clustering starts, best modularity kept (1; seurat preset 10)", num("--n-starts", { int: true, min: 1 }))
   .option("--min-dist <x>", "UMAP min_dist (0.5)", num("--min-dist", { min: 0 }))

@@ -11,6 +11,7 @@ import { subsetCols, subsetRows } from "../core/csr.js";
 import { fuzzySimplicialSetCpu, fuzzySimplicialSetGpu, knnDistancesCsr, snnGraphCpu, snnGraphGpu } from "../ops/connectivities.js";
 import { highlyVariableGenesCpu, highlyVariableGenesGpu, type HvgResult } from "../ops/hvg.js";
 import { knnApproxCpu, knnExactCpu, knnExactGpu, type Knn } from "../ops/knn.js";
+import { knnIvfCpu, knnIvfGpu } from "../ops/knnIvf.js";
 import { leidenCpu, leidenGpu } from "../ops/leiden.js";
 import { louvainCpu } from "../ops/louvain.js";
 import { markersToUns, rankGenesGroupsBlockedCpu, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
@@ -50,7 +51,7 @@ export interface ProgressEvent {
 
 const STEP_COUNT = 10;
 
-/** Above this many cells, knnMethod "auto" uses NN-descent on the CPU backend. */
+/** Above this many cells, knnMethod "auto" searches approximately (IVF on a device, else NN-descent). */
 export const KNN_EXACT_MAX_CELLS = 50_000;
 
 /**
@@ -92,6 +93,18 @@ function sampledKnnRecall(pts: Float32Array, n: number, d: number, knn: Knn): nu
   return hits / (queries * k);
 }
 
+/**
+ * Exact kNN up to KNN_EXACT_MAX_CELLS ("auto"); above it, or when asked ("approx"), an
+ * approximate search: IVF with a device (its twins are bit-identical, so a fallback to the CPU
+ * gives the same lists; the kernel takes up to 256 dimensions), NN-descent without. "ivf" forces IVF.
+ */
+export function chooseKnnMethod(asked: AnalyzeParams["knnMethod"], nCells: number, nPcs: number, hasGpu: boolean): "exact" | "nn-descent" | "ivf" {
+  if (asked === "ivf") return "ivf";
+  const approx = asked === "approx" || (asked === "auto" && nCells > KNN_EXACT_MAX_CELLS);
+  if (!approx) return "exact";
+  return hasGpu && nPcs <= 256 ? "ivf" : "nn-descent";
+}
+
 export interface AnalyzeHooks {
   /** Memoize step results here (see cache.ts); a step whose key is present is not recomputed. */
   cache?: StepCache;
@@ -120,7 +133,7 @@ export interface AnalyzeOutput {
   pcaScores: Float32Array;
   umap: Float32Array;
   knn: Knn;
-  knnMethod: "exact" | "nn-descent";
+  knnMethod: "exact" | "nn-descent" | "ivf";
   /** 1 for exact kNN; for NN-descent, recall against exact neighbours of a sample of cells. */
   knnRecallEstimate: number;
   hvgMask: Uint8Array;
@@ -390,14 +403,23 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
   const nPcs = Math.min(p.nPcs, k);
   const pts = new Float32Array(nCells * nPcs);
   for (let i = 0; i < nCells; i++) pts.set(pca.scores.subarray(i * k, i * k + nPcs), i * nPcs);
-  // Exact kNN unless asked for, or (auto, CPU backend) above KNN_EXACT_MAX_CELLS: then NN-descent,
-  // with its recall estimated against exact neighbours of a fixed sample of cells.
-  const approx = p.knnMethod === "approx" || (p.knnMethod === "auto" && !gpu && nCells > KNN_EXACT_MAX_CELLS);
+  const method = chooseKnnMethod(p.knnMethod, nCells, nPcs, gpu !== undefined && !gpu.lost);
+  const approx = method !== "exact";
+  const ivfOpts = { seed: p.seed };
   const knn = await step(
     "neighbors_knn",
     knnKey,
-    () => (approx ? knnApproxCpu(pts, nCells, nPcs, p.nNeighbors, { seed: p.seed }) : knnExactCpu(pts, nCells, nPcs, p.nNeighbors)),
-    approx ? undefined : (g) => knnExactGpu(g, pts, nCells, nPcs, p.nNeighbors),
+    () =>
+      method === "ivf"
+        ? knnIvfCpu(pts, nCells, nPcs, p.nNeighbors, ivfOpts)
+        : method === "nn-descent"
+          ? knnApproxCpu(pts, nCells, nPcs, p.nNeighbors, { seed: p.seed })
+          : knnExactCpu(pts, nCells, nPcs, p.nNeighbors),
+    method === "ivf"
+      ? (g) => knnIvfGpu(g, pts, nCells, nPcs, p.nNeighbors, ivfOpts)
+      : method === "exact"
+        ? (g) => knnExactGpu(g, pts, nCells, nPcs, p.nNeighbors)
+        : undefined,
   );
   const knnRecall = approx ? sampledKnnRecall(pts, nCells, nPcs, knn) : 1;
 
@@ -512,7 +534,7 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
         metric: "euclidean",
         n_pcs: nPcs,
         random_state: p.seed,
-        knn_method: approx ? "nn-descent" : "exact",
+        knn_method: method,
         knn_recall_estimate: knnRecall,
       },
     },
@@ -549,7 +571,7 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
     pcaScores: pca.scores,
     umap,
     knn,
-    knnMethod: approx ? "nn-descent" : "exact",
+    knnMethod: method,
     knnRecallEstimate: knnRecall,
     hvgMask: hvg.highlyVariable,
     varianceRatio: pca.varianceRatio,

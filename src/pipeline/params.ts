@@ -20,8 +20,11 @@ export interface AnalyzeParams {
   /** PCs used for the neighbour search (scanpy: all computed comps; Seurat tutorial: 10). */
   nPcs: number;
   nNeighbors: number;
-  /** "exact" brute force; "approx" NN-descent; "auto": exact up to 50,000 cells (always on a GPU). */
-  knnMethod: "auto" | "exact" | "approx";
+  /**
+   * "exact" brute force; "approx": IVF on a device, NN-descent on the CPU; "ivf": IVF on either;
+   * "auto": exact up to 50,000 cells, approx above.
+   */
+  knnMethod: "auto" | "exact" | "approx" | "ivf";
   /** "umap": scanpy's fuzzy simplicial set; "snn": Seurat's shared-nearest-neighbour graph. */
   graph: "umap" | "snn";
   snnPrune: number;

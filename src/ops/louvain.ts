@@ -17,6 +17,7 @@
  * largest first, ties by smallest member index.
  */
 import type { Csr } from "../core/csr.js";
+import type { Gpu, Step } from "../gpu/device.js";
 import { aggregateGraph, graphFromCsr, labelsBySize, type WGraph } from "./communityCommon.js";
 
 export interface LouvainOptions {
@@ -184,7 +185,14 @@ function runLocalMoving(net: WGraph, cl: Clustering, res: number, random: JavaRa
 /** VOSClusteringTechnique::runLouvainAlgorithm: local moving, then recurse on the reduced network. */
 function runLouvain(net: WGraph, cl: Clustering, res: number, random: JavaRandom): boolean {
   if (net.n === 1) return false;
-  let update = runLocalMoving(net, cl, res, random);
+  return descend(net, cl, res, random, runLocalMoving(net, cl, res, random));
+}
+
+/**
+ * The rest of runLouvainAlgorithm after local moving on `net` gave `cl` (ids 0..nClusters-1):
+ * Louvain on the reduced network, its result mapped back. Returns `update` or'ed with its update.
+ */
+function descend(net: WGraph, cl: Clustering, res: number, random: JavaRandom, update: boolean): boolean {
   if (cl.nClusters < net.n) {
     const reduced = aggregateGraph(net, cl.cluster, cl.nClusters);
     const sub: Clustering = { cluster: Int32Array.from({ length: reduced.n }, (_, i) => i), nClusters: reduced.n };
@@ -256,4 +264,174 @@ function groupSingletons(net: WGraph, cluster: Int32Array): Int32Array {
     }
   }
   return out;
+}
+
+/*
+ * louvainGpu — louvainCpu with the first level's local moving on the GPU (kernels/louvain.wgsl,
+ * the kernel leidenGpu uses): in every Louvain pass of every start, the original graph's nodes
+ * move on the device; the reduced networks (small: one node per first-level cluster), the
+ * quality, the choice of the best start and GroupSingletons run on the host exactly as in
+ * louvainCpu, with the same JavaRandom stream for the coarse levels' permutations.
+ * GPU local moving is parallel, not ModularityOptimizer's sequential sweep: in each round every
+ * node gets one of LM_MANY_COLOURS colours (LM_FEW_COLOURS once a round moves under 1 % of the
+ * nodes) from a hash of (node, seed, round); per colour, all nodes of that colour pick their best
+ * move at once against the current memberships and community strengths, then the strengths are
+ * recomputed as exact 64-bit fixed-point integer sums (integer atomics: order-free, so the same
+ * seed gives the same partition run after run). Rounds repeat until one moves no node or
+ * LM_MAX_ROUNDS. The round counter runs on across passes and starts, so each start sees other
+ * colourings (the starts' diversity that the permutations give louvainCpu).
+ * Differences from louvainCpu's first level: no move to an unused cluster (a node without a
+ * positive gain stays), gains in float32 with a 1e-6·k_v threshold, ties to the smaller cluster
+ * id among candidates, a singleton does not join a singleton of larger id; so partitions equal
+ * louvainCpu's in quality and agreement, not label for label.
+ * A graph whose arcs exceed the device's binding limit gets louvainCpu's partition.
+ */
+
+const LM_MANY_COLOURS = 32;
+const LM_FEW_COLOURS = 8;
+const LM_FEW_MOVES = 100;
+const LM_ROUNDS_PER_BATCH = 4;
+const LM_MAX_ROUNDS = 200;
+
+export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Promise<Int32Array> {
+  const nStarts = opts.nStarts ?? 10;
+  const nIterations = opts.nIterations ?? 10;
+  if (nStarts < 1 || nIterations < 1) throw new Error("louvainGpu: nStarts and nIterations must be >= 1");
+  const net = graphFromCsr(graph, false);
+  const n = net.n;
+  if (n === 0) return new Int32Array(0);
+  let totalArcWeight = 0;
+  for (let v = 0; v < n; v++) totalArcWeight += net.nodeWeight[v];
+  if (totalArcWeight === 0) return labelsBySize(Int32Array.from({ length: n }, (_, i) => i));
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  if (net.indices.length * 4 > limit || 12 * n > limit) return louvainCpu(graph, opts);
+
+  const res = opts.resolution / totalArcWeight;
+  const random = new JavaRandom(opts.seed);
+  const lm = await GpuLocalMoving.create(gpu, net, opts.resolution, totalArcWeight, opts.seed);
+  let best: Int32Array | null = null;
+  let bestQ = -Infinity;
+  try {
+    for (let s = 0; s < nStarts; s++) {
+      const cl: Clustering = { cluster: Int32Array.from({ length: n }, (_, i) => i), nClusters: n };
+      let q = 0;
+      for (let j = 0; j < nIterations; j++) {
+        const before = cl.cluster.slice();
+        await lm.run(cl.cluster);
+        let moved = false;
+        for (let v = 0; v < n && !moved; v++) moved = cl.cluster[v] !== before[v];
+        renumberById(cl);
+        const update = descend(net, cl, res, random, moved);
+        q = quality(net, cl, res, totalArcWeight);
+        if (!update) break;
+      }
+      if (q > bestQ) {
+        bestQ = q;
+        best = cl.cluster.slice();
+      }
+    }
+  } finally {
+    lm.destroy();
+  }
+  return labelsBySize(groupSingletons(net, labelsBySize(best!)));
+}
+
+/** Cluster ids made 0..c-1 keeping their order, as runLocalMoving leaves them. */
+function renumberById(cl: Clustering): void {
+  const n = cl.cluster.length;
+  const used = new Uint8Array(n);
+  for (let v = 0; v < n; v++) used[cl.cluster[v]] = 1;
+  const id = new Int32Array(n);
+  let c = 0;
+  for (let k = 0; k < n; k++) if (used[k]) id[k] = c++;
+  for (let v = 0; v < n; v++) cl.cluster[v] = id[cl.cluster[v]];
+  cl.nClusters = c;
+}
+
+/** The first level's graph on the device and the colour-round loop of kernels/louvain.wgsl. */
+class GpuLocalMoving {
+  /** Rounds run so far; keeps colourings distinct across passes and starts. */
+  private rounds = 0;
+
+  private constructor(
+    private readonly gpu: Gpu,
+    private readonly n: number,
+    private readonly choose: GPUComputePipeline,
+    private readonly apply: GPUComputePipeline,
+    private readonly buffers: { indptr: GPUBuffer; indices: GPUBuffer; weights: GPUBuffer; kq: GPUBuffer; memb: GPUBuffer; choice: GPUBuffer; comm: GPUBuffer; moves: GPUBuffer },
+    private readonly consts: { gamma: number; invTw: number; invS: number; seed: number },
+  ) {}
+
+  static async create(gpu: Gpu, g: WGraph, gamma: number, tw: number, seed: number): Promise<GpuLocalMoving> {
+    const code = (await import("../../kernels/louvain.wgsl")).default;
+    const [choose, apply] = await Promise.all([gpu.pipeline(code, "choose_move"), gpu.pipeline(code, "apply_totals")]);
+    const n = g.n;
+    // Fixed point: the largest strength fits in 31 bits; at most 2^-24 resolution.
+    let maxK = 0;
+    for (let v = 0; v < n; v++) maxK = Math.max(maxK, g.nodeWeight[v]);
+    const S = 2 ** Math.min(24, Math.floor(Math.log2(2 ** 31 / maxK)));
+    const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    const buffers = {
+      indptr: gpu.upload(Uint32Array.from(g.indptr), "louvain.indptr"),
+      indices: gpu.upload(new Uint32Array(g.indices.buffer, g.indices.byteOffset, g.indices.length), "louvain.indices"),
+      weights: gpu.upload(Float32Array.from(g.weights), "louvain.weights"),
+      kq: gpu.upload(Uint32Array.from(g.nodeWeight, (k) => Math.round(k * S)), "louvain.kq"),
+      memb: gpu.createBuffer(4 * n, rw, "louvain.memb"),
+      choice: gpu.createBuffer(4 * n, rw, "louvain.choice"),
+      comm: gpu.createBuffer(12 * n, rw, "louvain.comm"),
+      moves: gpu.createBuffer(4 * (LM_ROUNDS_PER_BATCH + 1), rw, "louvain.moves"),
+    };
+    return new GpuLocalMoving(gpu, n, choose, apply, buffers, { gamma, invTw: 1 / tw, invS: 1 / S, seed: seed >>> 0 });
+  }
+
+  /** Local moving from clustering m (ids < n), updated in place. */
+  async run(m: Int32Array): Promise<void> {
+    const { gpu, n, buffers: b, consts: c } = this;
+    const wg = Math.ceil(n / 64);
+    // Int32 ids < n have the same bytes as u32.
+    gpu.device.queue.writeBuffer(b.memb, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
+    gpu.device.queue.writeBuffer(b.choice, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
+    let colours = LM_MANY_COLOURS;
+    const params = (colour: number, round: number, slot: number) =>
+      gpu.uniforms({ u32: [n, colour, colours, c.seed, round, slot, 0, 0], f32: [c.gamma, c.invTw, c.invS, 0] }, "louvain.params");
+    const applyStep = (p: GPUBuffer): Step => ({ pipeline: this.apply, bindings: [p, undefined, undefined, undefined, b.kq, b.memb, b.choice, b.comm, b.moves], workgroups: wg });
+    // Strengths of the starting clustering (choice = memb: nothing moves).
+    const init = params(0, 0, LM_ROUNDS_PER_BATCH);
+    try {
+      await gpu.run("louvain.init", [{ clear: b.comm }, { clear: b.moves }, applyStep(init)]);
+    } finally {
+      init.destroy();
+    }
+    for (let done = 0; done < LM_MAX_ROUNDS; done += LM_ROUNDS_PER_BATCH) {
+      const steps: Step[] = [{ clear: b.moves }];
+      const uniforms: GPUBuffer[] = [];
+      for (let r = 0; r < LM_ROUNDS_PER_BATCH; r++) {
+        for (let colour = 0; colour < colours; colour++) {
+          const p = params(colour, this.rounds + r, r);
+          uniforms.push(p);
+          steps.push(
+            { pipeline: this.choose, bindings: [p, b.indptr, b.indices, b.weights, b.kq, b.memb, b.choice, b.comm], workgroups: wg },
+            { clear: b.comm },
+            applyStep(p),
+          );
+        }
+      }
+      let moves: Uint32Array;
+      try {
+        await gpu.run("louvain.local_moving", steps);
+        moves = new Uint32Array(await gpu.readback(b.moves, 4 * LM_ROUNDS_PER_BATCH));
+      } finally {
+        for (const u of uniforms) u.destroy();
+      }
+      this.rounds += LM_ROUNDS_PER_BATCH;
+      // A round without moves is a fixed point: later rounds of the batch changed nothing either.
+      if (moves.includes(0)) break;
+      if (moves[LM_ROUNDS_PER_BATCH - 1] * LM_FEW_MOVES < n) colours = LM_FEW_COLOURS;
+    }
+    m.set(new Int32Array(await gpu.readback(b.memb, 4 * n)));
+  }
+
+  destroy(): void {
+    for (const buf of Object.values(this.buffers)) buf.destroy();
+  }
 }

@@ -462,84 +462,147 @@ function fmix(h: number): number {
 
 const EPOCHS_PER_SUBMIT = 100;
 
+/** What umapLayoutGpu reports about its run when asked. */
+export interface UmapGpuStats {
+  /** Vertex ranges dispatched separately each epoch so every binding fits maxStorageBufferBindingSize. */
+  chunks: number;
+}
+
+/** A vertex range of the GPU layout: its out-edges (its CSR rows) and in-edge entries. */
+interface UmapChunk {
+  vStart: number;
+  vEnd: number;
+  edgeStart: number;
+  edgeEnd: number;
+  inStart: number;
+  inEnd: number;
+}
+
+/**
+ * Consecutive vertex ranges whose per-edge arrays (at most 8 bytes an edge), per-vertex pointers
+ * (12 bytes a vertex + 8) stay within `limit` bytes each. A range never splits a vertex (the
+ * kernel carries its position through all its edges); one vertex alone fits whenever n
+ * positions do, as its degrees are at most n, barring duplicate entries in a row.
+ */
+function umapChunks(indptr: Float64Array, inPtr: Uint32Array, n: number, limit: number): UmapChunk[] {
+  const maxEdges = Math.floor(limit / 8);
+  const maxVertices = Math.floor((limit / 4 - 2) / 3);
+  const chunks: UmapChunk[] = [];
+  let v = 0;
+  while (v < n) {
+    const start = v;
+    const fits = (end: number) =>
+      end - start <= maxVertices && indptr[end] - indptr[start] <= maxEdges && inPtr[end] - inPtr[start] <= maxEdges;
+    if (!fits(v + 1)) throw new GpuError(`umap: vertex ${v}'s edges exceed one ${limit}-byte binding`);
+    while (v < n && fits(v + 1)) v++;
+    chunks.push({ vStart: start, vEnd: v, edgeStart: indptr[start], edgeEnd: indptr[v], inStart: inPtr[start], inEnd: inPtr[v] });
+  }
+  return chunks;
+}
+
 /**
  * GPU twin of umapLayoutCpu (kernels/umap_sgd.wgsl). The host does what is small and shared with
  * the CPU twin, by the same code (umapSetup: a, b, pruning, spectral or random init, sampling
- * rates); the epochs run on the device, one dispatch per epoch with one invocation per vertex
- * that gathers the steps of every edge touching it and the negative samples of its own edges
- * (same hash, so the same sampled vertices as the CPU). Other vertices' positions are read from
- * the epoch's starting snapshot (Jacobi across vertices, Gauss-Seidel within one; see the kernel
- * header), so there are no races and the same input and seed give the same bytes. Float32
- * coordinates and schedule (CPU: float64); compare layouts by trustworthiness, not coordinates.
+ * rates); the epochs run on the device, one invocation per vertex that gathers the steps of every
+ * edge touching it and the negative samples of its own edges (same hash, so the same sampled
+ * vertices as the CPU). Other vertices' positions are read from the epoch's starting snapshot
+ * (Jacobi across vertices, Gauss-Seidel within one; see the kernel header), so there are no races
+ * and the same input and seed give the same bytes. Vertices are split into ranges whose edge
+ * arrays fit maxStorageBufferBindingSize (one dispatch per range per epoch; any number of edges,
+ * only the n positions must fit one binding); as vertices are independent within an epoch, the
+ * split does not change the bytes. Float32 coordinates and schedule (CPU: float64); compare
+ * layouts by trustworthiness, not coordinates. `stats`, if given, receives the number of ranges.
  */
-export async function umapLayoutGpu(gpu: Gpu, graph: Csr, opts: UmapOptions): Promise<Float32Array> {
+export async function umapLayoutGpu(gpu: Gpu, graph: Csr, opts: UmapOptions, stats?: UmapGpuStats): Promise<Float32Array> {
   const s = umapSetup(graph, opts);
   const { n, nEpochs, pruned } = s;
   if (n === 0) return new Float32Array(0);
   const nEdges = pruned.indptr[n];
   const limit = gpu.limits.maxStorageBufferBindingSize;
-  if (nEdges * 8 > limit || (3 * n + 2) * 4 > limit) {
-    throw new GpuError(`umap: ${nEdges} edges / ${n} vertices exceed one ${limit}-byte binding`);
-  }
-  // Row pointers, per-tail in-edge pointers, then the vertex of each invocation; in-edges are
-  // listed as (edge id, head) by ascending id.
-  const ptrs = new Uint32Array(3 * n + 2);
-  for (let r = 0; r <= n; r++) ptrs[r] = pruned.indptr[r];
-  const inPtr = ptrs.subarray(n + 1, 2 * n + 2);
-  for (let e = 0; e < nEdges; e++) inPtr[pruned.indices[e] + 1]++;
-  for (let r = 0; r < n; r++) inPtr[r + 1] += inPtr[r];
-  const fill = inPtr.slice(0, n);
-  const inList = new Uint32Array(2 * nEdges);
-  for (let r = 0; r < n; r++) {
-    for (let e = pruned.indptr[r]; e < pruned.indptr[r + 1]; e++) {
-      const q = fill[pruned.indices[e]]++;
-      inList[2 * q] = e;
-      inList[2 * q + 1] = r;
-    }
-  }
-  // Invocations take vertices in order of degree, so lanes run in lockstep have similar loop
-  // counts (a quarter less time on lavapipe); vertices are independent within an epoch, so the
-  // order does not change the result.
-  const degree = (v: number) => ptrs[v + 1] - ptrs[v] + inPtr[v + 1] - inPtr[v];
-  const order = Array.from({ length: n }, (_, v) => v).sort((u, v) => degree(u) - degree(v) || u - v);
-  ptrs.set(order, 2 * n + 2);
+  if (n * 8 > limit) throw new GpuError(`umap: ${n} vertices' positions exceed one ${limit}-byte binding`);
+  // In-edge entries (head, bits of epochs_per_sample) grouped by tail, ascending head within a
+  // tail; self-loops make no in-step and are left out. Each tail keeps its own copy of the edge's
+  // next-sample epoch, so it never reads a schedule that another chunk owns.
   const rate = new Float32Array(2 * nEdges);
   for (let e = 0; e < nEdges; e++) {
     rate[2 * e] = s.epochsPerSample[e];
     rate[2 * e + 1] = s.epochsPerSample[e] / s.negativeRate;
   }
+  const rateBits = new Uint32Array(rate.buffer);
+  const inPtr = new Uint32Array(n + 1);
+  for (let r = 0; r < n; r++) {
+    for (let e = pruned.indptr[r]; e < pruned.indptr[r + 1]; e++) if (pruned.indices[e] !== r) inPtr[pruned.indices[e] + 1]++;
+  }
+  for (let r = 0; r < n; r++) inPtr[r + 1] += inPtr[r];
+  const fill = inPtr.slice(0, n);
+  const inList = new Uint32Array(2 * inPtr[n]);
+  const inSched = new Float32Array(inPtr[n]);
+  for (let r = 0; r < n; r++) {
+    for (let e = pruned.indptr[r]; e < pruned.indptr[r + 1]; e++) {
+      const k = pruned.indices[e];
+      if (k === r) continue;
+      const q = fill[k]++;
+      inList[2 * q] = r;
+      inList[2 * q + 1] = rateBits[2 * e];
+      inSched[q] = rate[2 * e];
+    }
+  }
+  const chunks = umapChunks(pruned.indptr, inPtr, n, limit);
+  if (stats) stats.chunks = chunks.length;
 
   const code = (await import("../../kernels/umap_sgd.wgsl")).default;
   const pipeline = await gpu.pipeline(code, "umap_epoch");
   const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
-  const pos = [gpu.upload(Float32Array.from(s.emb), "umap.posA", rw), gpu.createBuffer(n * 8, rw, "umap.posB")];
-  const sched = [gpu.upload(rate, "umap.schedA"), gpu.createBuffer(nEdges * 8, GPUBufferUsage.STORAGE, "umap.schedB")];
-  const rateBuf = gpu.upload(rate, "umap.rate");
-  const ptrBuf = gpu.upload(ptrs, "umap.ptrs");
-  const tailBuf = gpu.upload(pruned.indices, "umap.tail");
-  const inBuf = gpu.upload(inList, "umap.inList");
-  const params = gpu.uniforms({ u32: [n, s.seedKey, 0, 0], f32: [s.a, s.b, 1, 0] }, "umap.params");
-  const alphas = epochAlphas(s);
-  const epochBufs: GPUBuffer[] = [];
+  const buffers: GPUBuffer[] = [];
+  const keep = (b: GPUBuffer) => (buffers.push(b), b);
   try {
-    for (let epoch = 0; epoch < nEpochs; epoch++) epochBufs.push(gpu.uniforms({ u32: [epoch], f32: [alphas[epoch]] }, "umap.epoch"));
-    const workgroups = Math.ceil(n / 64);
+    const pos = [keep(gpu.upload(Float32Array.from(s.emb), "umap.posA", rw)), keep(gpu.createBuffer(n * 8, rw, "umap.posB"))];
+    const params = keep(gpu.uniforms({ u32: [n, s.seedKey, 0, 0], f32: [s.a, s.b, 1, 0] }, "umap.params"));
+    const alphas = epochAlphas(s);
+    const epochBufs = Array.from({ length: nEpochs }, (_, epoch) => keep(gpu.uniforms({ u32: [epoch], f32: [alphas[epoch]] }, "umap.epoch")));
+    const perChunk = chunks.map((c) => {
+      const m = c.vEnd - c.vStart;
+      // Local row and in-edge pointers, then the chunk's vertices by degree, so lanes run in
+      // lockstep have similar loop counts (a quarter less time on lavapipe); vertices are
+      // independent within an epoch, so the order does not change the result.
+      const ptrs = new Uint32Array(3 * m + 2);
+      for (let l = 0; l <= m; l++) {
+        ptrs[l] = pruned.indptr[c.vStart + l] - c.edgeStart;
+        ptrs[m + 1 + l] = inPtr[c.vStart + l] - c.inStart;
+      }
+      const degree = (l: number) => ptrs[l + 1] - ptrs[l] + ptrs[m + 2 + l] - ptrs[m + 1 + l];
+      const order = Array.from({ length: m }, (_, l) => l).sort((u, v) => degree(u) - degree(v) || u - v);
+      for (let i = 0; i < m; i++) ptrs[2 * m + 2 + i] = c.vStart + order[i];
+      const edgeRate = rate.subarray(2 * c.edgeStart, 2 * c.edgeEnd);
+      return {
+        workgroups: Math.ceil(m / 64),
+        chunk: keep(gpu.uniforms({ u32: [c.vStart, m, c.edgeStart, 0] }, "umap.chunk")),
+        sched: keep(gpu.upload(edgeRate, "umap.sched")),
+        rate: keep(gpu.upload(edgeRate, "umap.rate")),
+        tail: keep(gpu.upload(pruned.indices.subarray(c.edgeStart, c.edgeEnd), "umap.tail")),
+        ptrs: keep(gpu.upload(ptrs, "umap.ptrs")),
+        inList: keep(gpu.upload(inList.subarray(2 * c.inStart, 2 * c.inEnd), "umap.inList")),
+        inSched: keep(gpu.upload(inSched.subarray(c.inStart, c.inEnd), "umap.inSched")),
+      };
+    });
     // 100 epochs per submission: on lavapipe 1 or 10 per submission measured slower, all 500 in
     // one no faster, and shorter submissions keep a hardware GPU's watchdog away on big graphs.
     for (let start = 0; start < nEpochs; start += EPOCHS_PER_SUBMIT) {
       const steps: Step[] = [];
       for (let epoch = start; epoch < Math.min(nEpochs, start + EPOCHS_PER_SUBMIT); epoch++) {
         const i = epoch % 2;
-        steps.push({
-          pipeline,
-          bindings: [params, epochBufs[epoch], pos[i], pos[1 - i], sched[i], sched[1 - i], rateBuf, ptrBuf, tailBuf, inBuf],
-          workgroups,
-        });
+        for (const c of perChunk) {
+          steps.push({
+            pipeline,
+            bindings: [params, epochBufs[epoch], c.chunk, pos[i], pos[1 - i], c.sched, c.rate, c.tail, c.ptrs, c.inList, c.inSched],
+            workgroups: c.workgroups,
+          });
+        }
       }
       await gpu.run("umap_epoch", steps);
     }
     return new Float32Array(await gpu.readback(pos[nEpochs % 2], n * 8));
   } finally {
-    for (const b of [...pos, ...sched, rateBuf, ptrBuf, tailBuf, inBuf, params, ...epochBufs]) b.destroy();
+    for (const b of buffers) b.destroy();
   }
 }

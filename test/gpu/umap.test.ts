@@ -3,7 +3,8 @@
  * by trustworthiness (the numerical contract: never raw coordinates, since the GPU's Jacobi-style
  * epochs and float32 take a different SGD path); the kernel itself is checked step for step
  * against a float64 model of the update its header documents, which draws negative samples with
- * the CPU twin's hash. Device buffers are poisoned (NaN bytes) so unwritten outputs show.
+ * the CPU twin's hash. Device buffers are poisoned (NaN bytes) so unwritten outputs show. Under
+ * forced small binding limits the layout is split into vertex ranges and must keep its bytes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Csr } from "../../src/core/csr.js";
@@ -73,6 +74,29 @@ function componentsGraph(sizes: number[], k: number, seed: number): { graph: Csr
     data: Float32Array.from(keys, (key) => edges.get(key)!),
   };
   return { graph, points };
+}
+
+/** `graph` plus a last vertex joined both ways to every other vertex with weight w. */
+function withHub(graph: Csr, w: number): Csr {
+  const n = graph.nRows;
+  const indptr = new Float64Array(n + 2);
+  const indices: number[] = [];
+  const data: number[] = [];
+  for (let r = 0; r < n; r++) {
+    for (let e = graph.indptr[r]; e < graph.indptr[r + 1]; e++) {
+      indices.push(graph.indices[e]);
+      data.push(graph.data[e]);
+    }
+    indices.push(n);
+    data.push(w);
+    indptr[r + 1] = indices.length;
+  }
+  for (let k = 0; k < n; k++) {
+    indices.push(k);
+    data.push(w);
+  }
+  indptr[n + 1] = indices.length;
+  return { nRows: n + 1, nCols: n + 1, indptr, indices: Uint32Array.from(indices), data: Float32Array.from(data) };
 }
 
 /**
@@ -192,6 +216,15 @@ describe("umapLayoutGpu", () => {
     const other = await umapLayoutGpu(gpu, g, { ...short, seed: 1 });
     expect(bytesEqual(r0, r1)).toBe(true);
     expect(bytesEqual(r0, other)).toBe(false);
+    // Split into vertex ranges under a 128 KiB binding limit: the same bytes.
+    const small = await testGpu({ forceLimits: { maxStorageBufferBindingSize: 128 * 1024 }, poisonBuffers: true });
+    try {
+      const st = { chunks: 0 };
+      expect(bytesEqual(await umapLayoutGpu(small, g, short, st), r0)).toBe(true);
+      expect(st.chunks).toBeGreaterThan(2);
+    } finally {
+      small.destroy();
+    }
   });
 
   it("follows the documented update step for step (float64 model, the CPU twin's negative samples)", async () => {
@@ -250,10 +283,42 @@ describe("umapLayoutGpu", () => {
     }
   });
 
-  it("no cells: empty layout; a graph over the binding limit: GpuError", async () => {
+  it("chunked under small binding limits: same bytes as one chunk, a hub alone in its chunk", async () => {
+    // Chunks are vertex ranges (a vertex's edges are never split: the kernel carries its position
+    // through all of them), so the boundaries that matter are between vertices of very different
+    // degree: a hub joined to every other vertex fills a chunk by itself at limit 8n.
+    const graph = withHub(componentsGraph([150, 90, 2], 6, 7).graph, 0.3);
+    const n = graph.nRows;
+    const opts = { ...options, nEpochs: 40, seed: 11 };
+    const one = { chunks: 0 };
+    const whole = await umapLayoutGpu(gpu, graph, opts, one);
+    expect(one.chunks).toBe(1);
+    expect(whole.every(Number.isFinite)).toBe(true);
+    // The 8-byte-an-edge arrays are over 4 times either limit; at limit 8n the hub's 242 edges
+    // (1936 bytes) leave no room for another vertex's.
+    expect(graph.indptr[n] * 8).toBeGreaterThan(4 * 8 * n);
+    for (const limit of [8 * n, 2048]) {
+      const small = await testGpu({ forceLimits: { maxStorageBufferBindingSize: limit }, poisonBuffers: true });
+      try {
+        const st = { chunks: 0 };
+        const chunked = await umapLayoutGpu(small, graph, opts, st);
+        console.log(`UMAP ${n} vertices, ${graph.indptr[n]} edges, binding limit ${limit} B: ${st.chunks} chunks`);
+        expect(st.chunks).toBeGreaterThan(2);
+        expect(bytesEqual(chunked, whole)).toBe(true);
+        expect(bytesEqual(await umapLayoutGpu(small, graph, opts), whole)).toBe(true);
+      } finally {
+        small.destroy();
+      }
+    }
+    // The comparison notices a change: another seed under the same split gives other bytes.
+    expect(bytesEqual(await umapLayoutGpu(gpu, graph, { ...opts, seed: 12 }), whole)).toBe(false);
+  });
+
+  it("no cells: empty layout; positions over the binding limit: GpuError", async () => {
     const empty: Csr = { nRows: 0, nCols: 0, indptr: new Float64Array(1), indices: new Uint32Array(0), data: new Float32Array(0) };
     expect((await umapLayoutGpu(gpu, empty, options)).length).toBe(0);
-    const small = await testGpu({ forceLimits: { maxStorageBufferBindingSize: 1024 } });
+    // 60 vertices: 480 bytes of positions, which must fit one binding.
+    const small = await testGpu({ forceLimits: { maxStorageBufferBindingSize: 472 } });
     try {
       const { graph } = componentsGraph([60], 6, 1);
       await expect(umapLayoutGpu(small, graph, { ...options, nEpochs: 5 })).rejects.toThrow(GpuError);

@@ -15,6 +15,7 @@
  * larger cluster instead of R's sample(), and a singleton with no edges stays a cluster of
  * its own (Seurat would put it in a random cluster). Output labels: 0..c-1 by community size,
  * largest first, ties by smallest member index.
+ * louvainGpu (below) moves the first level's nodes on the GPU; see its comment for how it differs.
  */
 import type { Csr } from "../core/csr.js";
 import type { Gpu, Step } from "../gpu/device.js";

@@ -13,12 +13,12 @@ import { highlyVariableGenesCpu, highlyVariableGenesGpu, type HvgResult } from "
 import { knnApproxCpu, knnExactCpu, knnExactGpu, type Knn } from "../ops/knn.js";
 import { knnIvfCpu, knnIvfGpu } from "../ops/knnIvf.js";
 import { leidenCpu, leidenGpu } from "../ops/leiden.js";
-import { louvainCpu } from "../ops/louvain.js";
+import { louvainCpu, louvainGpu } from "../ops/louvain.js";
 import { markersToUns, rankGenesGroupsBlockedCpu, rankGenesGroupsCpu, rankGenesGroupsGpu } from "../ops/markers.js";
 import { normalizeFactorsCpu, normalizeTotalLog1pCpu, normalizeTotalLog1pGpu } from "../ops/normalize.js";
 import { pcaCpu, pcaGpu } from "../ops/pca.js";
 import { cellQcCpu, cellQcGpu, cellsPerGeneCpu, mitoMask, type CellQc } from "../ops/qc.js";
-import { GpuLostError, type Gpu } from "../gpu/device.js";
+import { GpuError, GpuLostError, type Gpu } from "../gpu/device.js";
 import { findAbParams, umapLayoutCpu, umapLayoutGpu } from "../ops/umap.js";
 import { contentHash, stepKey, type StepCache } from "./cache.js";
 import { PipelineError } from "./errors.js";
@@ -215,8 +215,12 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
         backend = "webgpu";
         done = true;
       } catch (e) {
-        if (!(e instanceof GpuLostError) && !gpu.lost) throw e;
-        fellBack(gpu.lostMessage || `WebGPU device lost: ${(e as Error).message}`);
+        if (e instanceof GpuLostError || gpu.lost) {
+          fellBack(gpu.lostMessage || `WebGPU device lost: ${(e as Error).message}`);
+        } else if (e instanceof GpuError) {
+          // A kernel that fails validation or does not fit the device: this step only on the CPU.
+          (hooks.warn ?? console.warn)(`cellgpu: ${name} on WebGPU failed (${e.message}); running it on the CPU`);
+        } else throw e;
       }
     }
     if (!done) out = await cpu();
@@ -443,8 +447,7 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
     p.clustering,
     clusterKey,
     () => (p.clustering === "leiden" ? leidenCpu(clusterGraph, clusterOpts) : louvainCpu(clusterGraph, clusterOpts)),
-    // Louvain (Seurat's) has no GPU twin yet.
-    p.clustering === "leiden" ? (g) => leidenGpu(g, clusterGraph, clusterOpts) : undefined,
+    (g) => (p.clustering === "leiden" ? leidenGpu(g, clusterGraph, clusterOpts) : louvainGpu(g, clusterGraph, clusterOpts)),
   );
   const { column: clusterColumn, names: clusterNames } = categoryColumn(clusters);
 

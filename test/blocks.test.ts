@@ -93,3 +93,23 @@ for (const c of presets) {
     });
   });
 }
+
+describe("cancellation in the blocks route", () => {
+  it("an abort during the HVG step stops it within one block", async () => {
+    const cm = readTenxMtxDir(datasetDir("pbmc3k"));
+    const compact = { X: compactCounts(cm.X), obs: cm.obs, var: cm.var, source: cm.source };
+    const ac = new AbortController();
+    const events: string[] = [];
+    const run = analyze(compact, { ...presetDefaults("scanpy"), maxGenes: 2500, maxPctMt: 5, maxMemory: 8 * 2 ** 20 }, {
+      signal: ac.signal,
+      onProgress: (e) => {
+        events.push(`${e.step}:${e.phase}`);
+        // Aborted from outside the step, as Ctrl-C would: it can only land at a yield between blocks.
+        if (e.step === "hvg" && e.phase === "start") setImmediate(() => ac.abort(new Error("stopped by the user")));
+      },
+    });
+    await expect(run).rejects.toThrow("stopped by the user");
+    expect(events).toContain("hvg:start");
+    expect(events).not.toContain("hvg:end");
+  }, 120_000);
+});

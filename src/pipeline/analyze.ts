@@ -23,7 +23,7 @@ import { findAbParams, umapLayoutCpu, umapLayoutGpu } from "../ops/umap.js";
 import { contentHash, stepKey, type StepCache } from "./cache.js";
 import { PipelineError } from "./errors.js";
 import type { AnalyzeParams } from "./params.js";
-import { hvgOnBlocks, logNormColumns, logNormGeneBlock, logNormRowBlocks, qcOnBlocks } from "./blocks.js";
+import { betweenBlocks, hvgOnBlocks, logNormColumns, logNormGeneBlock, logNormRowBlocks, qcOnBlocks } from "./blocks.js";
 import { planMemory, type MemoryPlan } from "./plan.js";
 import type { AnalysisResult, SparseOut, UnsValue } from "./result.js";
 
@@ -108,7 +108,7 @@ export function chooseKnnMethod(asked: AnalyzeParams["knnMethod"], nCells: numbe
 export interface AnalyzeHooks {
   /** Memoize step results here (see cache.ts); a step whose key is present is not recomputed. */
   cache?: StepCache;
-  /** Stops the run between steps with the signal's reason. */
+  /** Stops the run with the signal's reason: between steps, and between blocks in the blocks route. */
   signal?: AbortSignal;
   onProgress?: (ev: ProgressEvent) => void;
   /** Run the steps that have WGSL kernels on this device; others (and all, if absent) on the CPU. */
@@ -187,7 +187,8 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
     cpu: () => T | Promise<T>,
     onGpu?: (gpu: Gpu) => Promise<T>,
   ): Promise<T> => {
-    hooks.signal?.throwIfAborted();
+    // Yield first, so an abort from outside (Ctrl-C) lands before the next step starts.
+    await betweenBlocks(hooks.signal);
     progress(name, "start");
     const t0 = performance.now();
     if (hooks.cache) {
@@ -380,14 +381,14 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
     markerInput = { whole: whole.logNorm };
   } else {
     const M0 = isCountMatrix(X0) ? X0 : compactCounts(X0);
-    const q = await step("qc", qcKey, () => qcOnBlocks(M0, input.obs, input.var, p, input.source, plan.blockNnz));
+    const q = await step("qc", qcKey, () => qcOnBlocks(M0, input.obs, input.var, p, input.source, plan.blockNnz, hooks.signal));
     ({ obs, vars, qc } = q);
     const counts = q.counts;
     nCells = counts.nRows;
     nGenes = counts.nCols;
     checkCellCount(nCells);
     const factors = await step("normalize", normKey, () => normalizeFactorsCpu(counts, p.targetSum));
-    hvg = await step("hvg", hvgKey, () => hvgOnBlocks(counts, factors, hvgOpts, plan.blockNnz));
+    hvg = await step("hvg", hvgKey, () => hvgOnBlocks(counts, factors, hvgOpts, plan.blockNnz, hooks.signal));
     Xh = logNormColumns(counts, factors, hvg.highlyVariable);
     xOut = logNormRowBlocks(counts, factors, plan.blockNnz);
     countsOut = counts;

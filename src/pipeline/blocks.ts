@@ -15,6 +15,16 @@ import { PipelineError } from "./errors.js";
 import type { AnalyzeParams } from "./params.js";
 import type { RowBlocks } from "./result.js";
 
+/**
+ * Called between blocks: yields to the event loop (so a Ctrl-C or an abort() can land) and
+ * throws the signal's reason once it is aborted — cancellation stops within one block.
+ */
+export async function betweenBlocks(signal?: AbortSignal): Promise<void> {
+  if (!signal) return;
+  await new Promise((resolve) => setImmediate(resolve));
+  signal.throwIfAborted();
+}
+
 export interface QcOnBlocks {
   counts: CountMatrix;
   obs: Table;
@@ -49,7 +59,15 @@ function cellsPerGene(M: CountMatrix, keepRows: Uint8Array | null): Int32Array {
  * filter_cells / filter_genes in the preset's order, the QC metrics and the max_genes / pct_mt
  * filter, as the whole route does them. M is filtered in place and must not be used afterwards.
  */
-export function qcOnBlocks(M0: CountMatrix, obs0: Table, var0: Table, p: AnalyzeParams, source: string, blockNnz: number): QcOnBlocks {
+export async function qcOnBlocks(
+  M0: CountMatrix,
+  obs0: Table,
+  var0: Table,
+  p: AnalyzeParams,
+  source: string,
+  blockNnz: number,
+  signal?: AbortSignal,
+): Promise<QcOnBlocks> {
   let keepCells: Uint8Array;
   let keepGenes: Uint8Array;
   let nCells: Int32Array;
@@ -72,6 +90,7 @@ export function qcOnBlocks(M0: CountMatrix, obs0: Table, var0: Table, p: Analyze
   const mito = mitoMask(vars.index);
   const m: CellQc = { nGenesByCounts: new Int32Array(M.nRows), totalCounts: new Float64Array(M.nRows), pctCountsMt: new Float64Array(M.nRows) };
   for (const [r0, r1] of rowRangesByNnz(M.indptr, M.nRows, blockNnz)) {
+    await betweenBlocks(signal);
     const b = cellQcCpu(countsRows(M, r0, r1), mito);
     m.nGenesByCounts.set(b.nGenesByCounts, r0);
     m.totalCounts.set(b.totalCounts, r0);
@@ -96,14 +115,17 @@ export function qcOnBlocks(M0: CountMatrix, obs0: Table, var0: Table, p: Analyze
 }
 
 /** highly_variable_genes from row blocks: log-normalized moments, or seurat_v3 on the counts. */
-export function hvgOnBlocks(M: CountMatrix, factors: Float32Array, opts: HvgOptions, blockNnz: number): HvgResult {
+export async function hvgOnBlocks(M: CountMatrix, factors: Float32Array, opts: HvgOptions, blockNnz: number, signal?: AbortSignal): Promise<HvgResult> {
   const ranges = rowRangesByNnz(M.indptr, M.nRows, blockNnz);
   if (opts.flavor === "seurat_v3") {
     return seuratV3Blocks(M.nRows, M.nCols, () => ranges.map(([r0, r1]) => countsRows(M, r0, r1)).values(), opts.nTopGenes);
   }
   const moments = new FeatureMoments(M.nCols);
   const f = hvgMomentsTransform(opts.flavor);
-  for (const [r0, r1] of ranges) moments.add(logNormRowsCpu(M, factors, r0, r1), f);
+  for (const [r0, r1] of ranges) {
+    await betweenBlocks(signal);
+    moments.add(logNormRowsCpu(M, factors, r0, r1), f);
+  }
   return hvgFromMoments(moments.result(), opts);
 }
 

@@ -18,8 +18,9 @@
  * louvainGpu (below) moves the first level's nodes on the GPU; see its comment for how it differs.
  */
 import type { Csr } from "../core/csr.js";
-import type { Gpu, Step } from "../gpu/device.js";
+import type { Gpu } from "../gpu/device.js";
 import { aggregateGraph, graphFromCsr, labelsBySize, type WGraph } from "./communityCommon.js";
+import { fitsLocalMovingGpu, GpuLocalMoving } from "./localMovingGpu.js";
 
 export interface LouvainOptions {
   resolution: number;
@@ -288,11 +289,6 @@ function groupSingletons(net: WGraph, cluster: Int32Array): Int32Array {
  * A graph whose arcs exceed the device's binding limit gets louvainCpu's partition.
  */
 
-const LM_MANY_COLOURS = 32;
-const LM_FEW_COLOURS = 8;
-const LM_FEW_MOVES = 100;
-const LM_ROUNDS_PER_BATCH = 4;
-const LM_MAX_ROUNDS = 200;
 
 export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Promise<Int32Array> {
   const nStarts = opts.nStarts ?? 10;
@@ -304,12 +300,11 @@ export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Pr
   let totalArcWeight = 0;
   for (let v = 0; v < n; v++) totalArcWeight += net.nodeWeight[v];
   if (totalArcWeight === 0) return labelsBySize(Int32Array.from({ length: n }, (_, i) => i));
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  if (net.indices.length * 4 > limit || 12 * n > limit) return louvainCpu(graph, opts);
+  if (!fitsLocalMovingGpu(gpu, net)) return louvainCpu(graph, opts);
 
   const res = opts.resolution / totalArcWeight;
   const random = new JavaRandom(opts.seed);
-  const lm = await GpuLocalMoving.create(gpu, net, opts.resolution, totalArcWeight, opts.seed);
+  const lm = await GpuLocalMoving.create(gpu, net, opts.resolution, totalArcWeight, opts.seed, "louvain");
   let best: Int32Array | null = null;
   let bestQ = -Infinity;
   try {
@@ -349,90 +344,3 @@ function renumberById(cl: Clustering): void {
   cl.nClusters = c;
 }
 
-/** The first level's graph on the device and the colour-round loop of kernels/louvain.wgsl. */
-class GpuLocalMoving {
-  /** Rounds run so far; keeps colourings distinct across passes and starts. */
-  private rounds = 0;
-
-  private constructor(
-    private readonly gpu: Gpu,
-    private readonly n: number,
-    private readonly choose: GPUComputePipeline,
-    private readonly apply: GPUComputePipeline,
-    private readonly buffers: { indptr: GPUBuffer; indices: GPUBuffer; weights: GPUBuffer; kq: GPUBuffer; memb: GPUBuffer; choice: GPUBuffer; comm: GPUBuffer; moves: GPUBuffer },
-    private readonly consts: { gamma: number; invTw: number; invS: number; seed: number },
-  ) {}
-
-  static async create(gpu: Gpu, g: WGraph, gamma: number, tw: number, seed: number): Promise<GpuLocalMoving> {
-    const code = (await import("../../kernels/louvain.wgsl")).default;
-    const [choose, apply] = await Promise.all([gpu.pipeline(code, "choose_move"), gpu.pipeline(code, "apply_totals")]);
-    const n = g.n;
-    // Fixed point: the largest strength fits in 31 bits; at most 2^-24 resolution.
-    let maxK = 0;
-    for (let v = 0; v < n; v++) maxK = Math.max(maxK, g.nodeWeight[v]);
-    const S = 2 ** Math.min(24, Math.floor(Math.log2(2 ** 31 / maxK)));
-    const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
-    const buffers = {
-      indptr: gpu.upload(Uint32Array.from(g.indptr), "louvain.indptr"),
-      indices: gpu.upload(new Uint32Array(g.indices.buffer, g.indices.byteOffset, g.indices.length), "louvain.indices"),
-      weights: gpu.upload(Float32Array.from(g.weights), "louvain.weights"),
-      kq: gpu.upload(Uint32Array.from(g.nodeWeight, (k) => Math.round(k * S)), "louvain.kq"),
-      memb: gpu.createBuffer(4 * n, rw, "louvain.memb"),
-      choice: gpu.createBuffer(4 * n, rw, "louvain.choice"),
-      comm: gpu.createBuffer(12 * n, rw, "louvain.comm"),
-      moves: gpu.createBuffer(4 * (LM_ROUNDS_PER_BATCH + 1), rw, "louvain.moves"),
-    };
-    return new GpuLocalMoving(gpu, n, choose, apply, buffers, { gamma, invTw: 1 / tw, invS: 1 / S, seed: seed >>> 0 });
-  }
-
-  /** Local moving from clustering m (ids < n), updated in place. */
-  async run(m: Int32Array): Promise<void> {
-    const { gpu, n, buffers: b, consts: c } = this;
-    const wg = Math.ceil(n / 64);
-    // Int32 ids < n have the same bytes as u32.
-    gpu.device.queue.writeBuffer(b.memb, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
-    gpu.device.queue.writeBuffer(b.choice, 0, m.buffer as ArrayBuffer, m.byteOffset, m.byteLength);
-    let colours = LM_MANY_COLOURS;
-    const params = (colour: number, round: number, slot: number) =>
-      gpu.uniforms({ u32: [n, colour, colours, c.seed, round, slot, 0, 0], f32: [c.gamma, c.invTw, c.invS, 0] }, "louvain.params");
-    const applyStep = (p: GPUBuffer): Step => ({ pipeline: this.apply, bindings: [p, undefined, undefined, undefined, b.kq, b.memb, b.choice, b.comm, b.moves], workgroups: wg });
-    // Strengths of the starting clustering (choice = memb: nothing moves).
-    const init = params(0, 0, LM_ROUNDS_PER_BATCH);
-    try {
-      await gpu.run("louvain.init", [{ clear: b.comm }, { clear: b.moves }, applyStep(init)]);
-    } finally {
-      init.destroy();
-    }
-    for (let done = 0; done < LM_MAX_ROUNDS; done += LM_ROUNDS_PER_BATCH) {
-      const steps: Step[] = [{ clear: b.moves }];
-      const uniforms: GPUBuffer[] = [];
-      for (let r = 0; r < LM_ROUNDS_PER_BATCH; r++) {
-        for (let colour = 0; colour < colours; colour++) {
-          const p = params(colour, this.rounds + r, r);
-          uniforms.push(p);
-          steps.push(
-            { pipeline: this.choose, bindings: [p, b.indptr, b.indices, b.weights, b.kq, b.memb, b.choice, b.comm], workgroups: wg },
-            { clear: b.comm },
-            applyStep(p),
-          );
-        }
-      }
-      let moves: Uint32Array;
-      try {
-        await gpu.run("louvain.local_moving", steps);
-        moves = new Uint32Array(await gpu.readback(b.moves, 4 * LM_ROUNDS_PER_BATCH));
-      } finally {
-        for (const u of uniforms) u.destroy();
-      }
-      this.rounds += LM_ROUNDS_PER_BATCH;
-      // A round without moves is a fixed point: later rounds of the batch changed nothing either.
-      if (moves.includes(0)) break;
-      if (moves[LM_ROUNDS_PER_BATCH - 1] * LM_FEW_MOVES < n) colours = LM_FEW_COLOURS;
-    }
-    m.set(new Int32Array(await gpu.readback(b.memb, 4 * n)));
-  }
-
-  destroy(): void {
-    for (const buf of Object.values(this.buffers)) buf.destroy();
-  }
-}

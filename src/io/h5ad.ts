@@ -50,6 +50,7 @@ import {
   readNumbers,
   readStrings,
   resolveRef,
+  sortRows,
 } from "./h5util.js";
 
 // ---------------------------------------------------------------- reading
@@ -244,32 +245,8 @@ function readCompressedCounts(file: string, g: Group, nMajor: number, nMinor: nu
     if (indptr[r + 1] < indptr[r]) throw new InputError(file, `dataset '${name}/indptr' decreases at entry ${r + 1}`);
   }
   const m: CountMatrix = { kind: "counts", nRows: nMajor, nCols: nMinor, indptr, indices, data };
-  sortCountRows(file, name, m);
+  sortRows(file, name, m);
   return m;
-}
-
-/** h5util's sortRows for a CountMatrix: strictly increasing indices in each row, in place. */
-function sortCountRows(file: string, name: string, m: CountMatrix): void {
-  for (let r = 0; r < m.nRows; r++) {
-    const a = m.indptr[r];
-    const b = m.indptr[r + 1];
-    let sorted = true;
-    for (let k = a + 1; k < b; k++) {
-      if (m.indices[k] <= m.indices[k - 1]) {
-        sorted = false;
-        break;
-      }
-    }
-    if (sorted) continue;
-    const order = Array.from({ length: b - a }, (_, i) => a + i).sort((x, y) => m.indices[x] - m.indices[y]);
-    const idx = Uint32Array.from(order, (k) => m.indices[k]);
-    const val = Float64Array.from(order, (k) => m.data[k]);
-    for (let k = 1; k < idx.length; k++) {
-      if (idx[k] === idx[k - 1]) throw new InputError(file, `'${name}': duplicate index ${idx[k]} in row ${r} of the compressed axis`);
-    }
-    m.indices.set(idx, a);
-    m.data.set(val, a);
-  }
 }
 
 function readDenseAsCsr(

@@ -283,8 +283,12 @@ export function readCompressed(
   return m;
 }
 
-/** Make column indices strictly increasing within each row, in place. */
-function sortRows(file: string, name: string, m: Csr): void {
+/** Make column indices strictly increasing within each row, in place (a Csr or compact counts). */
+export function sortRows(
+  file: string,
+  name: string,
+  m: { nRows: number; indptr: Float64Array; indices: Uint16Array | Uint32Array; data: Uint16Array | Float32Array },
+): void {
   for (let r = 0; r < m.nRows; r++) {
     const a = m.indptr[r];
     const b = m.indptr[r + 1];
@@ -298,7 +302,7 @@ function sortRows(file: string, name: string, m: Csr): void {
     if (sorted) continue;
     const order = Array.from({ length: b - a }, (_, i) => a + i).sort((x, y) => m.indices[x] - m.indices[y]);
     const idx = Uint32Array.from(order, (k) => m.indices[k]);
-    const val = Float32Array.from(order, (k) => m.data[k]);
+    const val = Float64Array.from(order, (k) => m.data[k]); // exact for float32 and uint16 values
     for (let k = 1; k < idx.length; k++) {
       if (idx[k] === idx[k - 1]) throw new InputError(file, `'${name}': duplicate index ${idx[k]} in row ${r} of the compressed axis`);
     }

@@ -49,6 +49,7 @@ import {
   readCompressed,
   readNumbers,
   readStrings,
+  checkCompressedShape,
   resolveRef,
   sortRows,
 } from "./h5util.js";
@@ -232,18 +233,7 @@ function readCompressedCounts(file: string, g: Group, nMajor: number, nMinor: nu
     }
     indices.set(v, off);
   });
-  if (indptr.length !== nMajor + 1) {
-    throw new InputError(file, `dataset '${name}/indptr' has ${indptr.length} entries, expected ${nMajor + 1} (shape says ${nMajor} along the compressed axis)`);
-  }
-  if (indices.length !== data.length) {
-    throw new InputError(file, `'${name}/indices' has ${indices.length} entries but '${name}/data' has ${data.length}`);
-  }
-  if (indptr[0] !== 0 || indptr[nMajor] !== data.length) {
-    throw new InputError(file, `dataset '${name}/indptr' must run from 0 to ${data.length} (nnz), found ${indptr[0]}..${indptr[nMajor]}`);
-  }
-  for (let r = 0; r < nMajor; r++) {
-    if (indptr[r + 1] < indptr[r]) throw new InputError(file, `dataset '${name}/indptr' decreases at entry ${r + 1}`);
-  }
+  checkCompressedShape(file, name, nMajor, indptr, indices.length, data.length);
   const m: CountMatrix = { kind: "counts", nRows: nMajor, nCols: nMinor, indptr, indices, data };
   sortRows(file, name, m);
   return m;

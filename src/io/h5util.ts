@@ -266,21 +266,26 @@ export function readCompressed(
     for (let i = 0; i < v.length && bad < 0; i++) if (!(v[i] >= 0 && v[i] < nMinor)) bad = off + i;
     if (bad >= 0) throw new InputError(file, `dataset '${name}/indices' entry ${bad} is ${v[bad - off]}, out of range 0..${nMinor - 1}`);
   });
+  checkCompressedShape(file, name, nMajor, indptr, indices.length, data.length);
+  const m: Csr = { nRows: nMajor, nCols: nMinor, indptr, indices, data };
+  sortRows(file, name, m);
+  return m;
+}
+
+/** indptr/indices/data of a compressed sparse group agree with each other and the shape. */
+export function checkCompressedShape(file: string, name: string, nMajor: number, indptr: Float64Array, nIndices: number, nData: number): void {
   if (indptr.length !== nMajor + 1) {
     throw new InputError(file, `dataset '${name}/indptr' has ${indptr.length} entries, expected ${nMajor + 1} (shape says ${nMajor} along the compressed axis)`);
   }
-  if (indices.length !== data.length) {
-    throw new InputError(file, `'${name}/indices' has ${indices.length} entries but '${name}/data' has ${data.length}`);
+  if (nIndices !== nData) {
+    throw new InputError(file, `'${name}/indices' has ${nIndices} entries but '${name}/data' has ${nData}`);
   }
-  if (indptr[0] !== 0 || indptr[nMajor] !== data.length) {
-    throw new InputError(file, `dataset '${name}/indptr' must run from 0 to ${data.length} (nnz), found ${indptr[0]}..${indptr[nMajor]}`);
+  if (indptr[0] !== 0 || indptr[nMajor] !== nData) {
+    throw new InputError(file, `dataset '${name}/indptr' must run from 0 to ${nData} (nnz), found ${indptr[0]}..${indptr[nMajor]}`);
   }
   for (let r = 0; r < nMajor; r++) {
     if (indptr[r + 1] < indptr[r]) throw new InputError(file, `dataset '${name}/indptr' decreases at entry ${r + 1}`);
   }
-  const m: Csr = { nRows: nMajor, nCols: nMinor, indptr, indices, data };
-  sortRows(file, name, m);
-  return m;
 }
 
 /** Make column indices strictly increasing within each row, in place (a Csr or compact counts). */

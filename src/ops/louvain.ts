@@ -31,16 +31,24 @@ export interface LouvainOptions {
   nIterations?: number;
 }
 
-export function louvainCpu(graph: Csr, opts: LouvainOptions): Int32Array {
+/** Options with Seurat's defaults, the graph without self-links and its total arc weight; or the answer outright for an empty or weightless graph. */
+function louvainSetup(graph: Csr, opts: LouvainOptions, who: string) {
   const nStarts = opts.nStarts ?? 10;
   const nIterations = opts.nIterations ?? 10;
-  if (nStarts < 1 || nIterations < 1) throw new Error("louvainCpu: nStarts and nIterations must be >= 1");
+  if (nStarts < 1 || nIterations < 1) throw new Error(`${who}: nStarts and nIterations must be >= 1`);
   const net = graphFromCsr(graph, false);
   const n = net.n;
   if (n === 0) return new Int32Array(0);
   let totalArcWeight = 0;
   for (let v = 0; v < n; v++) totalArcWeight += net.nodeWeight[v];
   if (totalArcWeight === 0) return labelsBySize(Int32Array.from({ length: n }, (_, i) => i));
+  return { nStarts, nIterations, net, n, totalArcWeight };
+}
+
+export function louvainCpu(graph: Csr, opts: LouvainOptions): Int32Array {
+  const setup = louvainSetup(graph, opts, "louvainCpu");
+  if (setup instanceof Int32Array) return setup;
+  const { nStarts, nIterations, net, n, totalArcWeight } = setup;
 
   // Seurat: resolution / (2 * totalEdgeWeight + selfLinks), selfLinks = 0 after dropping them.
   const res = opts.resolution / totalArcWeight;
@@ -288,18 +296,10 @@ function groupSingletons(net: WGraph, cluster: Int32Array): Int32Array {
  * louvainCpu's in quality and agreement, not label for label.
  * A graph whose arcs exceed the device's binding limit gets louvainCpu's partition.
  */
-
-
 export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Promise<Int32Array> {
-  const nStarts = opts.nStarts ?? 10;
-  const nIterations = opts.nIterations ?? 10;
-  if (nStarts < 1 || nIterations < 1) throw new Error("louvainGpu: nStarts and nIterations must be >= 1");
-  const net = graphFromCsr(graph, false);
-  const n = net.n;
-  if (n === 0) return new Int32Array(0);
-  let totalArcWeight = 0;
-  for (let v = 0; v < n; v++) totalArcWeight += net.nodeWeight[v];
-  if (totalArcWeight === 0) return labelsBySize(Int32Array.from({ length: n }, (_, i) => i));
+  const setup = louvainSetup(graph, opts, "louvainGpu");
+  if (setup instanceof Int32Array) return setup;
+  const { nStarts, nIterations, net, n, totalArcWeight } = setup;
   if (!fitsLocalMovingGpu(gpu, net)) return louvainCpu(graph, opts);
 
   const res = opts.resolution / totalArcWeight;

@@ -630,6 +630,38 @@ program
     }
   });
 program
+  .command("graph")
+  .description("the graph steps (kNN, connectivities, Leiden, SNN + Louvain, UMAP) on the device vs the CPU, on n simulated 50-d points (bench/graphDevice.ts)")
+  .option("--cells <n>", "points, e.g. 200k or 1M", "200k")
+  .option("--repeats <n>", "device runs per step (default 1 above 200k cells, else 3)")
+  .option("--cpu-repeats <n>", "CPU twin runs per step", "1")
+  .option("--cpu-max-cells <n>", "skip the CPU twins above this many cells", "50k")
+  .option("--recall-queries <n>", "queries of the brute-force recall sample", "1000")
+  .option("--deadline-s <s>", "start no step (or repeat) that would end after this many seconds from process start", "Infinity")
+  .option("--exact-max-s <s>", "above 50k cells, skip the device exact kNN when its estimate exceeds this", "60")
+  .option("--estimate-from <file>", "an earlier graph JSON whose exact-kNN time, scaled by (n/n0)^2, is the estimate")
+  .option("--seed <n>", "seed of the points", "1")
+  .option("--out <file>", "JSON result, rewritten after every step")
+  .action(async (o: { cells: string; repeats?: string; cpuRepeats: string; cpuMaxCells: string; recallQueries: string; deadlineS: string; exactMaxS: string; estimateFrom?: string; seed: string; out?: string }) => {
+    const { runGraph } = await import("./graphDevice.js");
+    const n = parseSize(o.cells);
+    const r = await runGraph({
+      n,
+      repeats: Number(o.repeats ?? (n > 200_000 ? 1 : 3)),
+      cpuRepeats: Number(o.cpuRepeats),
+      cpuMaxCells: parseSize(o.cpuMaxCells),
+      recallQueries: Number(o.recallQueries),
+      deadlineS: Number(o.deadlineS),
+      exactMaxS: Number(o.exactMaxS),
+      estimateFrom: o.estimateFrom,
+      seed: Number(o.seed),
+      out: o.out,
+      log: (m) => process.stderr.write(m + "\n"),
+    });
+    process.stdout.write(r.markdown ?? "");
+    if (o.out) process.stderr.write(`wrote ${o.out}\n`);
+  });
+program
   .command("adapter")
   .description("print the WebGPU adapter (vendor, architecture, description, fallback flag) and limits as JSON")
   .action(async () => {

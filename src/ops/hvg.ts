@@ -24,6 +24,7 @@
  */
 import type { Csr } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";
+import { csrChunks, destroyCsrChunk, uploadCsrChunk } from "../gpu/chunking.js";
 import { FeatureMoments, featureMomentsCpu, featureMomentsGpu } from "./normalize.js";
 
 export type HvgFlavor = "seurat" | "cell_ranger" | "seurat_v3";
@@ -53,16 +54,118 @@ export interface HvgOptions {
 }
 
 /**
- * GPU twin: the per-gene moments (the only pass over the matrix) run on the device
- * (kernels/moments.wgsl); binning and ranking of the per-gene values stay on the CPU.
- * seurat_v3's clipped moments have no kernel yet, so that flavor runs on the CPU (onGpu false).
+ * GPU twin: the passes over the matrix run on the device (kernels/moments.wgsl); binning, the
+ * loess and ranking of the per-gene values stay on the CPU. seurat_v3: Σx and Σx² of the counts
+ * (clippedSumsGpu without clip) → mean and variance as FeatureMoments forms them, host loess →
+ * clip values, clippedSumsGpu again. With fewer than two cells or no genes there is nothing to
+ * reduce and seurat_v3 runs on the CPU (onGpu false).
  */
 export async function highlyVariableGenesGpu(gpu: Gpu, input: HvgInput, opts: HvgOptions): Promise<{ result: HvgResult; onGpu: boolean }> {
-  if (opts.flavor === "seurat_v3") return { result: highlyVariableGenesCpu(input, opts), onGpu: false };
+  if (opts.flavor === "seurat_v3") {
+    const C = input.counts;
+    const n = C.nRows;
+    if (n < 2 || C.nCols === 0) return { result: highlyVariableGenesCpu(input, opts), onGpu: false };
+    const plain = await clippedSumsGpu(gpu, C);
+    const mean = Float64Array.from(plain.sum, (s) => s / n);
+    const variance = Float64Array.from(mean, (m, j) => Math.max(0, (plain.sumSq[j] - n * m * m) / (n - 1)));
+    const moments = { mean, variance };
+    const { regStd, clipVal } = seuratV3Clip(n, moments);
+    const clipped = await clippedSumsGpu(gpu, C, clipVal);
+    return { result: seuratV3Select(n, moments, regStd, clipped.sum, clipped.sumSq, opts.nTopGenes), onGpu: true };
+  }
   const X = input.logNorm;
   const values = opts.flavor === "seurat" ? X.data.map((v) => Math.expm1(v)) : X.data;
   const moments = await featureMomentsGpu(gpu, { ...X, data: values });
   return { result: highlyVariableGenesCpu({ ...input, moments }, opts), onGpu: true };
+}
+
+/**
+ * Per-gene Σ min(x, clip_j) and Σ min(x, clip_j)² over the nonzeros (no clip: Σx, Σx²), two
+ * fixed-order device passes (block partials in storage order, reduced over blocks in order, summed
+ * over row chunks in float64) over the entries below the clip, plus their count of clipped entries;
+ * the host adds count·clip_j (and ·clip_j²) in float64. The sums are unshifted float32 partials:
+ * integer counts then sum exactly while a gene's total stays below 2^24, so genes with the same
+ * values tie exactly as on the CPU, whose float64 sums are exact too. (Σx² − n·mean² cancels only
+ * where mean² ≫ variance, which raw counts, variance ≳ mean, do not reach.) The comparison uses
+ * clip_j rounded up to float32, which for float32 x is the same test x ≥ clip_j as in float64.
+ */
+export async function clippedSumsGpu(gpu: Gpu, X: Csr, clip?: Float64Array): Promise<{ sum: Float64Array; sumSq: Float64Array }> {
+  const code = (await import("../../kernels/moments.wgsl")).default;
+  const [sumsPipe, sqPipe, reducePipe] = await Promise.all(
+    ["block_clipped_sums", "block_clipped_sq", "reduce_blocks"].map((e) => gpu.pipeline(code, e)),
+  );
+  const p = X.nCols;
+  const sum = new Float64Array(p);
+  const sumSq = new Float64Array(p);
+  if (p === 0) return { sum, sumSq };
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  // Blocks per chunk as featureMomentsGpu: parallel enough, nBlocks × nCols within one binding.
+  const maxBlocks = Math.min(CLIPPED_BLOCKS, Math.floor(limit / (4 * p)));
+  if (maxBlocks < 1) throw new Error(`clippedSumsGpu: ${p} features do not fit one ${limit}-byte binding`);
+  // No clip: the largest float32, so min(x, clip) = x for every finite x.
+  const clip32 = clip ? Float32Array.from(clip, roundUpF32) : new Float32Array(p).fill(F32_MAX);
+  const nClipped = new Float64Array(p);
+  const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  const temp: GPUBuffer[] = [];
+  const keep = (b: GPUBuffer): GPUBuffer => (temp.push(b), b);
+  try {
+    const outSum = keep(gpu.createBuffer(p * 4, rw, "clipped.sum"));
+    const outCount = keep(gpu.createBuffer(p * 4, rw, "clipped.count"));
+    const clipBuf = keep(gpu.upload(clip32, "clipped.clip"));
+    for (const chunk of csrChunks(gpu, X)) {
+      const m = uploadCsrChunk(gpu, X, chunk);
+      try {
+        const rowsPerBlock = Math.max(CLIPPED_MIN_ROWS, Math.ceil(m.nRows / maxBlocks));
+        const nBlocks = Math.ceil(m.nRows / rowsPerBlock);
+        const params = keep(gpu.uniforms({ u32: [m.nRows, p, nBlocks, rowsPerBlock] }));
+        const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+        const partial = keep(gpu.createBuffer(nBlocks * p * 4, usage, "clipped.partial"));
+        const count = keep(gpu.createBuffer(nBlocks * p * 4, usage, "clipped.partialCount"));
+        const csr = [params, m.indptr, m.indices, m.data];
+        const workgroups = Math.ceil(nBlocks / 16);
+        const reduce = { pipeline: reducePipe, bindings: [params, , , , , partial, count, outSum, outCount], workgroups: Math.ceil(p / 64) };
+        await gpu.run("clipped.sums", [{ clear: partial }, { clear: count }, { pipeline: sumsPipe, bindings: [...csr, , partial, count, , , clipBuf], workgroups }, reduce]);
+        const [s, c] = await gpu.readbackAll([{ buffer: outSum, byteLength: p * 4 }, { buffer: outCount, byteLength: p * 4 }]);
+        const sv = new Float32Array(s);
+        const cv = new Uint32Array(c);
+        await gpu.run("clipped.sq", [{ clear: partial }, { pipeline: sqPipe, bindings: [...csr, , partial, , , , clipBuf], workgroups }, reduce]);
+        const qv = new Float32Array(await gpu.readback(outSum, p * 4));
+        for (let j = 0; j < p; j++) {
+          sum[j] += sv[j];
+          sumSq[j] += qv[j];
+          nClipped[j] += cv[j];
+        }
+      } finally {
+        destroyCsrChunk(m);
+      }
+    }
+  } finally {
+    for (const b of temp) b.destroy();
+  }
+  for (let j = 0; j < p; j++) {
+    if (nClipped[j] === 0) continue;
+    const v = clip ? clip[j] : F32_MAX;
+    sum[j] += nClipped[j] * v;
+    sumSq[j] += nClipped[j] * v * v;
+  }
+  return { sum, sumSq };
+}
+
+// As featureMomentsGpu: up to 128 blocks of ≥ 8 rows per chunk.
+const CLIPPED_BLOCKS = 128;
+const CLIPPED_MIN_ROWS = 8;
+const F32_MAX = 3.4028234663852886e38;
+
+/** The smallest float32 ≥ v (v itself when representable). */
+function roundUpF32(v: number): number {
+  const f = Math.fround(v);
+  if (!(f < v)) return f;
+  const b = new Float32Array([f]);
+  const u = new Uint32Array(b.buffer);
+  if (f === 0) u[0] = 1; // the smallest positive subnormal
+  else if (f > 0) u[0]++;
+  else u[0]--;
+  return b[0];
 }
 
 export function highlyVariableGenesCpu(input: HvgInput, opts: HvgOptions): HvgResult {
@@ -202,18 +305,8 @@ function median(v: number[]): number {
 export function seuratV3Blocks(n: number, p: number, blocks: () => Iterable<Csr>, nTopGenes: number): HvgResult {
   const moments = new FeatureMoments(p);
   for (const b of blocks()) moments.add(b);
-  const { mean, variance } = moments.result();
-  const idx: number[] = [];
-  for (let j = 0; j < p; j++) if (variance[j] > 0) idx.push(j);
-  const fit = loessInterpolate(
-    Float64Array.from(idx, (j) => Math.log10(mean[j])),
-    Float64Array.from(idx, (j) => Math.log10(variance[j])),
-    0.3,
-  );
-  const regStd = new Float64Array(p).fill(1); // constant genes: estimate 0 → σ = 1, as scanpy
-  idx.forEach((j, t) => (regStd[j] = Math.sqrt(10 ** fit[t])));
-  const vmax = Math.sqrt(n);
-  const clipVal = Float64Array.from(regStd, (s, j) => s * vmax + mean[j]);
+  const m = moments.result();
+  const { regStd, clipVal } = seuratV3Clip(n, m);
   const sum = new Float64Array(p);
   const sumSq = new Float64Array(p);
   for (const counts of blocks()) {
@@ -225,6 +318,41 @@ export function seuratV3Blocks(n: number, p: number, blocks: () => Iterable<Csr>
       sumSq[j] += v * v;
     }
   }
+  return seuratV3Select(n, m, regStd, sum, sumSq, nTopGenes);
+}
+
+/**
+ * The host part of seurat_v3 between the passes: loess of log10 variance on log10 mean over the
+ * non-constant genes → regularized std σ_j, and the clip value mean_j + sqrt(n)·σ_j.
+ */
+function seuratV3Clip(n: number, moments: { mean: Float64Array; variance: Float64Array }): { regStd: Float64Array; clipVal: Float64Array } {
+  const { mean, variance } = moments;
+  const p = mean.length;
+  const idx: number[] = [];
+  for (let j = 0; j < p; j++) if (variance[j] > 0) idx.push(j);
+  const fit = loessInterpolate(
+    Float64Array.from(idx, (j) => Math.log10(mean[j])),
+    Float64Array.from(idx, (j) => Math.log10(variance[j])),
+    0.3,
+  );
+  const regStd = new Float64Array(p).fill(1); // constant genes: estimate 0 → σ = 1, as scanpy
+  idx.forEach((j, t) => (regStd[j] = Math.sqrt(10 ** fit[t])));
+  const vmax = Math.sqrt(n);
+  const clipVal = Float64Array.from(regStd, (s, j) => s * vmax + mean[j]);
+  return { regStd, clipVal };
+}
+
+/** seurat_v3 ranking from the per-gene sums of the clipped counts over their nonzeros. */
+function seuratV3Select(
+  n: number,
+  moments: { mean: Float64Array; variance: Float64Array },
+  regStd: Float64Array,
+  sum: Float64Array,
+  sumSq: Float64Array,
+  nTopGenes: number,
+): HvgResult {
+  const { mean, variance } = moments;
+  const p = mean.length;
   const variancesNorm = new Float64Array(p);
   for (let j = 0; j < p; j++) {
     variancesNorm[j] = (n * mean[j] * mean[j] + sumSq[j] - 2 * sum[j] * mean[j]) / ((n - 1) * regStd[j] * regStd[j]);

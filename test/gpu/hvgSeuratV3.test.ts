@@ -120,6 +120,14 @@ describe("highlyVariableGenesGpu, seurat_v3", () => {
     }
   });
 
+  it("handles a matrix without counts (every gene constant) as the CPU does", async () => {
+    const X = randomCsr(7, 30, 27, { emptyRows: 1 });
+    const opts = { flavor: "seurat_v3" as const, nTopGenes: 5 };
+    const { result, onGpu } = await highlyVariableGenesGpu(small, { logNorm: X, counts: X }, opts);
+    expect(onGpu).toBe(true);
+    expect(result).toEqual(highlyVariableGenesCpu({ logNorm: X, counts: X }, opts));
+  });
+
   it("leaves a single cell (no variance to reduce) to the CPU, with the CPU's answer", async () => {
     const X = randomCsr(1, 50, 26, { emptyRows: 0, density: 0.5 });
     const opts = { flavor: "seurat_v3" as const, nTopGenes: 10 };

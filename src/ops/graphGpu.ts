@@ -86,8 +86,13 @@ export function uploadGraph(gpu: Gpu, g: WGraph, label: string): DeviceGraph {
     const start = g.indptr[v];
     const end = g.indptr[v + 1];
     order.length = 0;
-    for (let k = start; k < end; k++) order.push(k);
-    order.sort((x, y) => g.indices[x] - g.indices[y]);
+    let sorted = true;
+    for (let k = start; k < end; k++) {
+      order.push(k);
+      if (k > start && g.indices[k] < g.indices[k - 1]) sorted = false;
+    }
+    // Rows of a CSR built by column usually come sorted already; sorting is the exception.
+    if (!sorted) order.sort((x, y) => g.indices[x] - g.indices[y]);
     let kv = Math.round(g.selfWeight[v] * S);
     for (let i = 0; i < order.length; i++) {
       const k = order[i];
@@ -152,11 +157,10 @@ export async function contractGraphGpu(gpu: Gpu, g: DeviceGraph, labels: GPUBuff
     temps.push(p);
     return p;
   };
-  const total = buf(8, "totals", GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
-  const readU32 = async (src: GPUBuffer, index: number): Promise<number> => {
-    await gpu.run(`${label}.total`, [{ copy: { src, srcOffset: 4 * index, dst: total, dstOffset: 0, size: 4 } }]);
-    return new Uint32Array(await gpu.readback(total, 4))[0];
-  };
+  // Counts the host needs to size the next buffers, copied here at the end of a submission.
+  const totals = buf(8, "totals", GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+  const copyTo = (src: GPUBuffer, index: number, slot: number): Step => ({ copy: { src, srcOffset: 4 * index, dst: totals, dstOffset: 4 * slot, size: 4 } });
+  const readTotals = async (): Promise<Uint32Array> => new Uint32Array(await gpu.readback(totals, 8));
   const wg256 = (count: number) => Math.ceil(count / 256);
   const ckq = gpu.createBuffer(8 * N, rw(), `${label}.kq`);
   const out: GPUBuffer[] = [ckq];
@@ -176,11 +180,11 @@ export async function contractGraphGpu(gpu: Gpu, g: DeviceGraph, labels: GPUBuff
       { pipeline: caps, bindings: [p0, g.indptr, undefined, undefined, g.kq, labels, cap, ckq, bad], workgroups: wg256(g.n) },
       { pipeline: tableSizes, bindings: [p0, undefined, undefined, undefined, undefined, undefined, cap, undefined, undefined, tsize], workgroups: wg256(N) },
       ...sizes.steps,
-      { copy: { src: bad, srcOffset: 0, dst: total, dstOffset: 4, size: 4 } },
+      copyTo(toff, N, 0),
+      copyTo(bad, 0, 1),
     ]);
-    const nBad = new Uint32Array(await gpu.readback(total, 8))[1];
+    const [T, nBad] = await readTotals();
     if (nBad > 0) throw new GpuError(`${label}: ${nBad} labels are not below nLabels = ${N}`);
-    const T = await readU32(toff, N);
 
     // 2. Hash tables filled with the arcs between labels; filled slots counted and compacted.
     const table = buf(12 * T, "table");
@@ -199,8 +203,9 @@ export async function contractGraphGpu(gpu: Gpu, g: DeviceGraph, labels: GPUBuff
       },
       { pipeline: mark, bindings: tableBindings([table, flags]), workgroups: wg256(T) },
       ...filled.steps,
+      copyTo(fpos, T, 0),
     ]);
-    const nArcs = await readU32(fpos, T);
+    const nArcs = (await readTotals())[0];
 
     // 3. Coarse CSR: entries compacted in row order, then each placed by its rank in its row.
     const tmp = buf(12 * nArcs, "tmp");
@@ -210,7 +215,7 @@ export async function contractGraphGpu(gpu: Gpu, g: DeviceGraph, labels: GPUBuff
     const cweights = gpu.createBuffer(4 * nArcs, rw(), `${label}.weights`);
     out.push(cindptr, cindices, cwq, cweights);
     const steps: Step[] = [
-      { pipeline: compact, bindings: [...tableBindings([table, undefined, fpos, tmp])], workgroups: wg256(T) },
+      { pipeline: compact, bindings: tableBindings([table, undefined, fpos, tmp]), workgroups: wg256(T) },
       {
         pipeline: emit,
         bindings: [p1, ...new Array<undefined>(9), toff, undefined, undefined, fpos, tmp, cindptr, cindices, cwq, cweights],

@@ -1,14 +1,18 @@
-// louvain.wgsl — parallel local moving of Louvain/Leiden (modularity with resolution γ) on a
-// symmetric weighted graph without self loops in its adjacency (src/ops/leiden.ts, leidenGpu).
-// One sub-round = choose_move for the nodes of one colour, a clear of `comm`, apply_totals.
-// Colour of node v in round r: hash(v, seed, r) mod nColours, so neighbours rarely move together.
+// louvain.wgsl — parallel local moving of Louvain/Leiden (modularity with resolution γ) and
+// Leiden's refinement, on a symmetric weighted graph without self loops in its adjacency
+// (src/ops/localMovingGpu.ts; used by leidenGpu and louvainGpu).
+// One sub-round = choose_move (or choose_refine) for the nodes of one colour, a clear of `comm`,
+// apply_totals. Colour of node v in round r: hash(v, seed, r) mod nColours, so neighbours rarely
+// move together.
 //
 // Shared bindings (group 0): 0 uniform P; 1 indptr: array<u32> (n+1); 2 indices: array<u32>;
-//   3 weights: array<f32>; 4 kq: array<u32>, node strength k_v as fixed point k_v·S (self loop
-//   included); 5 memb: array<u32>, community of each node; 6 choice: array<u32>, chosen community;
-//   7 comm: array<atomic<u32>> (3 per community: K lo word, K hi word, member count) — community
-//   strength K_c = (hi·2^32 + lo) / S, an exact 64-bit integer sum, so its value does not depend
-//   on the order the atomics land; 8 moves: array<atomic<u32>>, moves counted per round slot.
+//   3 weights: array<f32>; 4 kq: array<u32>, node strength k_v·S as an exact 64-bit integer
+//   (lo, hi), self loop included; 5 memb: array<u32>, community (or refined sub-community) of each
+//   node; 6 choice: array<u32>, chosen community; 7 comm: array<atomic<u32>> (3 per community:
+//   K lo word, K hi word, member count) — community strength K_c = (hi·2^32 + lo) / S, an exact
+//   64-bit integer sum, so its value does not depend on the order the atomics land;
+//   8 moves: array<atomic<u32>>, moves counted per round slot; 9 part: array<u32>, the
+//   unrefined community of each node (choose_refine only).
 //
 // choose_move — Bindings 0–7. Workgroup 64, one invocation = one node v (2-D grid, linear index
 //   wid.x + wid.y·nwg.x). Nodes of another colour copy memb[v] to choice[v]. Otherwise v scans
@@ -19,9 +23,14 @@
 //   It keeps the largest gain above a noise threshold (1e-6·k_v), ties to the smaller community
 //   id. A node alone in its community does not move into another singleton of larger id (two
 //   singleton neighbours of one colour would otherwise swap forever).
+// choose_refine — Bindings 0–7 and 9 (memb = refined sub-communities, comm = their totals).
+//   Workgroup 64, one invocation = one node v. As choose_move, but only a node still alone in
+//   its sub-community moves, only into sub-communities of neighbours in its own community
+//   part[v], with gain w_c − γ·k_v·K_c / (2m) (leaving a singleton costs nothing); the same
+//   threshold, tie and singleton rules.
 // apply_totals — Bindings 0, 4, 5, 6, 7, 8. Workgroup 64, one invocation = one node: adopts
 //   choice[v] (counting a move in moves[P.slot]) and adds k_v and 1 to its community's totals
-//   (integer atomics: exact, order-free). `comm` must be cleared before it runs.
+//   (integer atomics with carry: exact, order-free). `comm` must be cleared before it runs.
 
 struct Params {
   n: u32, colour: u32, nColours: u32, seed: u32,
@@ -37,6 +46,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> choice: array<u32>;
 @group(0) @binding(7) var<storage, read_write> comm: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> moves: array<atomic<u32>>;
+@group(0) @binding(9) var<storage, read> part: array<u32>;
 
 const WG: u32 = 64u;
 
@@ -51,10 +61,29 @@ fn hash32(x0: u32) -> u32 {
   return x;
 }
 
-fn strength(c: u32) -> f32 {
-  let lo = atomicLoad(&comm[3u * c]);
-  let hi = atomicLoad(&comm[3u * c + 1u]);
+fn fixedToF32(lo: u32, hi: u32) -> f32 {
   return (f32(hi) * 4294967296.0 + f32(lo)) * P.invS;
+}
+
+fn strength(c: u32) -> f32 {
+  return fixedToF32(atomicLoad(&comm[3u * c]), atomicLoad(&comm[3u * c + 1u]));
+}
+
+fn nodeStrength(v: u32) -> f32 {
+  return fixedToF32(kq[2u * v], kq[2u * v + 1u]);
+}
+
+fn myColour(v: u32) -> bool {
+  let h = hash32(v ^ hash32(P.seed ^ hash32(P.round + 0x9e3779b9u)));
+  return h % P.nColours == P.colour;
+}
+
+/** A singleton moving into a singleton of larger id stays (the pair would otherwise swap forever). */
+fn singletonRule(a: u32, best: u32) -> u32 {
+  if (best != a && best > a && atomicLoad(&comm[3u * a + 2u]) == 1u && atomicLoad(&comm[3u * best + 2u]) == 1u) {
+    return a;
+  }
+  return best;
 }
 
 @compute @workgroup_size(64)
@@ -63,14 +92,13 @@ fn choose_move(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let v = (wid.x + wid.y * nwg.x) * WG + lid;
   if (v >= P.n) { return; }
   let a = memb[v];
-  let h = hash32(v ^ hash32(P.seed ^ hash32(P.round + 0x9e3779b9u)));
-  if (h % P.nColours != P.colour) {
+  if (!myColour(v)) {
     choice[v] = a;
     return;
   }
   let start = indptr[v];
   let end = indptr[v + 1u];
-  let kv = f32(kq[v]) * P.invS;
+  let kv = nodeStrength(v);
   var wa = 0.0;
   for (var k = start; k < end; k++) {
     if (memb[indices[k]] == a) { wa += weights[k]; }
@@ -97,10 +125,49 @@ fn choose_move(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       bestGain = gain;
     }
   }
-  if (best != a && best > a && atomicLoad(&comm[3u * a + 2u]) == 1u && atomicLoad(&comm[3u * best + 2u]) == 1u) {
-    best = a;
+  choice[v] = singletonRule(a, best);
+}
+
+@compute @workgroup_size(64)
+fn choose_refine(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
+  let v = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (v >= P.n) { return; }
+  let a = memb[v];
+  if (!myColour(v) || atomicLoad(&comm[3u * a + 2u]) != 1u) {
+    choice[v] = a;
+    return;
   }
-  choice[v] = best;
+  let start = indptr[v];
+  let end = indptr[v + 1u];
+  let pv = part[v];
+  let kv = nodeStrength(v);
+  let scale = P.gamma * kv * P.invTw;
+  var best = a;
+  var bestGain = 1e-6 * kv;
+  for (var k = start; k < end; k++) {
+    let u = indices[k];
+    if (part[u] != pv) { continue; }
+    let c = memb[u];
+    if (c == a) { continue; }
+    var seen = false;
+    for (var j = start; j < k; j++) {
+      let x = indices[j];
+      if (part[x] == pv && memb[x] == c) { seen = true; break; }
+    }
+    if (seen) { continue; }
+    var wc = 0.0;
+    for (var j = k; j < end; j++) {
+      let x = indices[j];
+      if (part[x] == pv && memb[x] == c) { wc += weights[j]; }
+    }
+    let gain = wc - scale * strength(c);
+    if (gain > bestGain || (gain == bestGain && best != a && c < best)) {
+      best = c;
+      bestGain = gain;
+    }
+  }
+  choice[v] = singletonRule(a, best);
 }
 
 @compute @workgroup_size(64)
@@ -113,8 +180,10 @@ fn apply_totals(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
     memb[v] = c;
     atomicAdd(&moves[P.slot], 1u);
   }
-  let x = kq[v];
-  let old = atomicAdd(&comm[3u * c], x);
-  if (old + x < old) { atomicAdd(&comm[3u * c + 1u], 1u); }
+  let lo = kq[2u * v];
+  let old = atomicAdd(&comm[3u * c], lo);
+  let carry = select(0u, 1u, old + lo < old);
+  let hi = kq[2u * v + 1u] + carry;
+  if (hi != 0u) { atomicAdd(&comm[3u * c + 1u], hi); }
   atomicAdd(&comm[3u * c + 2u], 1u);
 }

@@ -31,11 +31,13 @@
  * Output labels: 0..c-1 by community size, largest first, ties by smallest member index.
  */
 import type { Csr } from "../core/csr.js";
-import type { Gpu } from "../gpu/device.js";
+import { GpuError, type Gpu, type Step } from "../gpu/device.js";
+import { exclusiveScanU32 } from "../gpu/scan.js";
 import { Rng } from "../core/random.js";
 import { modularity } from "../metrics/index.js";
 import { aggregateGraph, graphFromCsr, labelsBySize, type WGraph } from "./communityCommon.js";
-import { GpuLocalMoving } from "./localMovingGpu.js";
+import { contractGraphGpu, destroyGraph, fitsContractGpu, uploadGraph, type DeviceGraph } from "./graphGpu.js";
+import { fitsLocalMovingGpu, GpuLocalMoving, type RoundCounter } from "./localMovingGpu.js";
 
 export interface LeidenOptions {
   resolution: number;
@@ -108,15 +110,6 @@ class Scratch {
  * is the starting partition and receives the result; returns the summed gain of all moves.
  */
 function optimiseOnce(g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch): number {
-  return optimiseLevels(g0, membership, gamma, tw, rng, s, false);
-}
-
-/**
- * The level loop of optimiseOnce: local moving (skipped on the first level when the caller has
- * already moved the nodes there, as the GPU twin does), refinement, aggregation, until
- * aggregation no longer shrinks the graph. Returns the summed gain of the CPU moves.
- */
-function optimiseLevels(g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch, firstLevelMoved: boolean): number {
   const n0 = g0.n;
   const aggNode = new Int32Array(n0);
   for (let v = 0; v < n0; v++) aggNode[v] = v;
@@ -124,7 +117,7 @@ function optimiseLevels(g0: WGraph, membership: Int32Array, gamma: number, tw: n
   let m = membership;
   let improvement = 0;
   for (;;) {
-    if (!(firstLevelMoved && g === g0)) improvement += moveNodes(g, m, gamma, tw, rng, s);
+    improvement += moveNodes(g, m, gamma, tw, rng, s);
     const nComm = renumberInPlace(m);
     if (g !== g0) for (let v = 0; v < n0; v++) membership[v] = m[aggNode[v]];
 
@@ -312,27 +305,31 @@ function mergeNodesConstrained(g: WGraph, m: Int32Array, gamma: number, tw: numb
   return refined;
 }
 
+
 /*
- * leidenGpu — the same Leiden procedure with the first level's local moving on the GPU
- * (kernels/louvain.wgsl). Everything else runs on the host, as in leidenCpu: the refinement
- * (mergeNodesConstrained, linear in the edges, once per level), the aggregation and the local
- * moving of the coarse levels (aggregated graphs are small; the first level's repeated sweeps
- * dominate the cost).
- * GPU local moving is parallel, not leidenalg's sequential queue: in each round every node is
- * given one of LM_MANY_COLOURS colours (LM_FEW_COLOURS once a round moves under 1 % of the nodes)
- * from a hash of (node, seed, round); per colour, all nodes of that colour pick
- * their best move at once against the current memberships and community strengths, then the
- * moves are applied and the strengths recomputed as exact 64-bit fixed-point integer sums
- * (integer atomics: order-free, so bit-identical run to run). Rounds repeat until one moves no
- * node (then no node has an improving move: a fixed point) or LM_MAX_ROUNDS. Differences from
- * leidenCpu's local moving: no moves into an empty community (the refinement splits instead);
- * gains in float32 with a 1e-6·k_v threshold; a singleton does not join a singleton of larger id.
- * The whole procedure repeats (nIterations = -1) while the modularity, computed on the host in
- * float64, still rises; an iteration that lowers it is discarded. The random stream for the host
- * phases is Rng(seed) as in leidenCpu, so same seed => same partition, run after run.
+ * leidenGpu — the same Leiden procedure with every level on the device: local moving and
+ * refinement (kernels/louvain.wgsl), id compaction and projections (kernels/relabel.wgsl, prefix
+ * sums of src/gpu/scan.ts) and aggregation (contractGraphGpu, kernels/contract.wgsl). The graph
+ * is uploaded once; between levels only a few counts come back to the host, and the partition of
+ * the input nodes once per iteration (the modularity that decides whether to go on is computed
+ * on the host in float64).
+ * Local moving and refinement are parallel, not leidenalg's sequential queue: in each round every
+ * node is given one of 32 colours (8 once a round moves under 1 % of the nodes) from a hash of
+ * (node, seed, round); per colour, all nodes of that colour pick their best move at once against
+ * the current memberships and community strengths, then the moves are applied and the strengths
+ * re-summed as exact 64-bit fixed-point integers (integer atomics: order-free, so bit-identical
+ * run to run). Rounds repeat until one moves no node (a fixed point) or 200 rounds. The
+ * refinement moves only nodes still alone in their sub-community, into sub-communities of the
+ * same community, as leidenalg's merge_nodes_constrained.
+ * Differences from leidenCpu: no moves into an empty community in local moving (the refinement
+ * splits instead); gains in float32 with a 1e-6·k_v threshold (leidenCpu's refinement also takes
+ * zero gains); ties to the smaller community id; a singleton does not join a singleton of larger
+ * id; weights in fixed point with 2^-24 resolution at most (graphGpu.ts). The whole procedure
+ * repeats (nIterations = -1) while the modularity rises (an iteration that lowers it is
+ * discarded), on large graphs while it rises by more than 1e-4 as leidenCpu's rule. No host random
+ * stream: same seed => same partition, run after run.
+ * A graph over the device's binding limits throws GpuError (the pipeline then runs leidenCpu).
  */
-
-
 export async function leidenGpu(gpu: Gpu, graph: Csr, opts: LeidenOptions): Promise<Int32Array> {
   const nStarts = opts.nStarts ?? 1;
   if (!(Number.isInteger(nStarts) && nStarts >= 1)) throw new Error(`leidenGpu: nStarts must be a positive integer, got ${nStarts}`);
@@ -352,36 +349,139 @@ export async function leidenGpu(gpu: Gpu, graph: Csr, opts: LeidenOptions): Prom
 async function leidenGpuOnce(gpu: Gpu, graph: Csr, opts: LeidenOptions): Promise<Int32Array> {
   const g0 = graphFromCsr(graph, true);
   const n = g0.n;
-  let membership = new Int32Array(n);
+  let membership: Int32Array = new Int32Array(n);
   for (let v = 0; v < n; v++) membership[v] = v;
   let totalWeight = 0;
   for (let v = 0; v < n; v++) totalWeight += g0.nodeWeight[v];
   if (totalWeight === 0) return labelsBySize(membership);
+  if (!fitsLocalMovingGpu(gpu, g0)) {
+    throw new GpuError(`leidenGpu: graph with ${n} nodes and ${g0.indices.length} arcs exceeds the ${gpu.limits.maxStorageBufferBindingSize}-byte binding limit`);
+  }
 
   const gamma = opts.resolution;
   const nIterations = opts.nIterations ?? -1;
-  const rng = new Rng(opts.seed);
-  const ctx = new Scratch(n);
-  const lm = await GpuLocalMoving.create(gpu, g0, gamma, totalWeight, opts.seed, "leiden");
+  const minDeltaQ = n >= (opts.largeGraph ?? LARGE_GRAPH) ? LARGE_MIN_GAIN : 0;
+  const dg0 = uploadGraph(gpu, g0, "leiden");
+  const levels = new DeviceLevels(gpu, dg0, gamma, totalWeight, opts.seed >>> 0, await IndexOps.create(gpu));
   try {
     let q = modularity(graph, membership, gamma);
     for (let itr = 0; nIterations < 0 || itr < nIterations; itr++) {
-      const next = membership.slice();
-      await optimiseOnceGpu(lm, g0, next, gamma, totalWeight, rng, ctx);
+      const next = await levels.optimiseOnce(membership);
       const qNext = modularity(graph, next, gamma);
-      if (nIterations < 0 && !(qNext > q)) break;
-      membership = next;
+      if (nIterations >= 0 || qNext > q) membership = next;
+      if (nIterations < 0 && !(qNext - q > minDeltaQ)) break;
       q = qNext;
     }
   } finally {
-    lm.destroy();
+    destroyGraph(dg0);
   }
   return labelsBySize(membership);
 }
 
-/** optimiseOnce with the first level's local moving on the GPU. */
-async function optimiseOnceGpu(lm: GpuLocalMoving, g0: WGraph, membership: Int32Array, gamma: number, tw: number, rng: Rng, s: Scratch): Promise<void> {
-  await lm.run(membership);
-  optimiseLevels(g0, membership, gamma, tw, rng, s, true);
+/** leidenalg's Optimiser::optimise_partition on the device, level after level (see leidenGpu). */
+class DeviceLevels {
+  private readonly counter: RoundCounter = { rounds: 0 };
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly g0: DeviceGraph,
+    private readonly gamma: number,
+    private readonly tw: number,
+    private readonly seed: number,
+    private readonly ops: IndexOps,
+  ) {}
+
+  /** One optimise_partition from `start` (a membership of the input nodes); returns the partition reached. */
+  async optimiseOnce(start: Int32Array): Promise<Int32Array> {
+    const { gpu, g0, ops } = this;
+    const n0 = g0.n;
+    const temps: GPUBuffer[] = [];
+    const keep = (b: GPUBuffer) => (temps.push(b), b);
+    const level = (g: DeviceGraph, what: string) => GpuLocalMoving.onGraph(gpu, g, this.gamma, this.tw, this.seed, `leiden.${what}`, this.counter);
+    let g = g0;
+    let lm = await level(g, "move");
+    let rf: GpuLocalMoving | undefined;
+    gpu.device.queue.writeBuffer(lm.buffers.memb, 0, start.buffer as ArrayBuffer, start.byteOffset, start.byteLength);
+    // aggNode: the current level's node of each input node; memb0: the partition of the input nodes.
+    let aggNode = keep(gpu.upload(Uint32Array.from({ length: n0 }, (_, i) => i), "leiden.aggNode", ops.usage));
+    let memb0: GPUBuffer | undefined;
+    try {
+      for (;;) {
+        await lm.moveNodes();
+        const { ids: mc, count: nComm } = await ops.compact(lm, keep);
+        memb0 = keep(await ops.gather(aggNode, mc, n0));
+        rf = await level(g, "refine");
+        await rf.refine(mc);
+        const { ids: lab, count: nRefined } = await ops.compact(rf, keep);
+        aggNode = keep(await ops.gather(aggNode, lab, n0));
+        rf.destroy();
+        rf = undefined;
+        if (!(nRefined < g.n && g.n > nComm)) break;
+        if (!fitsContractGpu(gpu, g)) throw new GpuError(`leidenGpu: aggregating a level of ${g.n} nodes and ${g.nArcs} arcs exceeds the device's binding limit`);
+        const next = await contractGraphGpu(gpu, g, lab, nRefined, "leiden");
+        // Each aggregate node starts in the (unrefined) community of its members.
+        const nextM = keep(await ops.scatter(lab, mc, g.n, nRefined));
+        lm.destroy();
+        if (g !== g0) destroyGraph(g);
+        g = next;
+        lm = await level(g, "move");
+        await gpu.run("leiden.start", [{ copy: { src: nextM, srcOffset: 0, dst: lm.buffers.memb, dstOffset: 0, size: 4 * g.n } }]);
+      }
+      return new Int32Array(await gpu.readback(memb0, 4 * n0));
+    } finally {
+      rf?.destroy();
+      lm.destroy();
+      if (g !== g0) destroyGraph(g);
+      for (const b of temps) b.destroy();
+    }
+  }
 }
 
+/** The id maps of kernels/relabel.wgsl: compaction of used ids, gather, scatter. */
+class IndexOps {
+  readonly usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  private constructor(
+    private readonly gpu: Gpu,
+    private readonly pipes: { used: GPUComputePipeline; gather: GPUComputePipeline; scatter: GPUComputePipeline },
+  ) {}
+
+  static async create(gpu: Gpu): Promise<IndexOps> {
+    const code = (await import("../../kernels/relabel.wgsl")).default;
+    const [used, gather, scatter] = await Promise.all(["used_flags", "gather", "scatter"].map((e) => gpu.pipeline(code, e)));
+    return new IndexOps(gpu, { used, gather, scatter });
+  }
+
+  private async dispatch(what: string, pipeline: GPUComputePipeline, n: number, bindings: (GPUBuffer | undefined)[], stride = 0, offset = 0): Promise<void> {
+    if (n === 0) return;
+    const p = this.gpu.uniforms({ u32: [n, stride, offset, 0] }, `leiden.${what}.params`);
+    try {
+      const step: Step = { pipeline, bindings: [p, ...bindings], workgroups: Math.ceil(n / 64) };
+      await this.gpu.run(`leiden.${what}`, [step]);
+    } finally {
+      p.destroy();
+    }
+  }
+
+  /** The partition's community ids renumbered 0..count-1 in id order (a node's id in `ids`). */
+  async compact(lm: GpuLocalMoving, keep: (b: GPUBuffer) => GPUBuffer): Promise<{ ids: GPUBuffer; count: number }> {
+    const n = lm.graph.n;
+    const flags = keep(this.gpu.createBuffer(4 * n, this.usage, "leiden.used"));
+    await this.dispatch("used", this.pipes.used, n, [lm.buffers.comm, undefined, undefined, undefined, flags], 3, 2);
+    const { out: newId, total } = await exclusiveScanU32(this.gpu, flags, n, "leiden.newId");
+    keep(newId);
+    return { ids: keep(await this.gather(lm.buffers.memb, newId, n)), count: total };
+  }
+
+  /** out[i] = table[idx[i]] for i < n. */
+  async gather(idx: GPUBuffer, table: GPUBuffer, n: number): Promise<GPUBuffer> {
+    const out = this.gpu.createBuffer(4 * n, this.usage, "leiden.gather");
+    await this.dispatch("gather", this.pipes.gather, n, [undefined, idx, table, undefined, out]);
+    return out;
+  }
+
+  /** out[idx[i]] = table[i] for i < n; out has nOut entries, each written. */
+  async scatter(idx: GPUBuffer, table: GPUBuffer, n: number, nOut: number): Promise<GPUBuffer> {
+    const out = this.gpu.createBuffer(4 * nOut, this.usage, "leiden.scatter");
+    await this.dispatch("scatter", this.pipes.scatter, n, [undefined, idx, table, undefined, out]);
+    return out;
+  }
+}

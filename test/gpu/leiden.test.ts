@@ -1,14 +1,15 @@
 /**
- * leidenGpu (first-level local moving on the WebGPU adapter, lavapipe here) against leidenCpu and
- * the scanpy-like reference Leiden: small graphs with known answers, then pbmc3k and
- * kang2018_ctrl_5donors reference connectivities (modularity vs leidenCpu's and the reference
- * partition's, ARI to leidenCpu's partition, identical labels run to run). Device buffers are
- * poisoned so unwritten outputs show.
+ * leidenGpu (every level on the WebGPU adapter, lavapipe here: local moving, refinement,
+ * aggregation) against leidenCpu and the scanpy-like reference Leiden: small graphs with known
+ * answers, then pbmc3k and kang2018_ctrl_5donors reference connectivities (modularity vs
+ * leidenCpu's and the reference partition's, ARI to leidenCpu's partition, identical labels run
+ * to run, every community connected — what the refinement guarantees and Louvain does not).
+ * Device buffers are poisoned so unwritten outputs show.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import type { Csr } from "../../src/core/csr.js";
-import type { Gpu } from "../../src/gpu/device.js";
+import { GpuError, type Gpu } from "../../src/gpu/device.js";
 import { adjustedRandIndex, modularity } from "../../src/metrics/index.js";
 import { leidenCpu, leidenGpu } from "../../src/ops/leiden.js";
 import { referenceGraph } from "../helpers/pipelineRef.js";
@@ -40,6 +41,33 @@ function symmetric(n: number, edges: [number, number, number?][]): Csr {
     indptr[i + 1] = indices.length;
   });
   return { nRows: n, nCols: n, indptr, indices: Uint32Array.from(indices), data: Float32Array.from(data) };
+}
+
+/** Communities that are not connected inside themselves (BFS over arcs within the community). */
+function disconnectedCommunities(g: Csr, labels: ArrayLike<number>): number {
+  const n = g.nRows;
+  const seen = new Uint8Array(n);
+  const started = new Set<number>();
+  let bad = 0;
+  for (let s = 0; s < n; s++) {
+    if (seen[s]) continue;
+    const c = labels[s];
+    if (started.has(c)) bad++;
+    started.add(c);
+    const stack = [s];
+    seen[s] = 1;
+    while (stack.length) {
+      const v = stack.pop()!;
+      for (let k = g.indptr[v]; k < g.indptr[v + 1]; k++) {
+        const u = g.indices[k];
+        if (!seen[u] && labels[u] === c && g.data[k] !== 0) {
+          seen[u] = 1;
+          stack.push(u);
+        }
+      }
+    }
+  }
+  return bad;
 }
 
 function median(x: number[]): number {
@@ -89,6 +117,20 @@ describe("leidenGpu on graphs with known answers", () => {
     const g = symmetric(8, [...clique([1, 2, 3]), ...clique([5, 6, 7])]);
     expect(Array.from(await leidenGpu(gpu, g, { resolution: 1, seed: 0 }))).toEqual([2, 0, 0, 0, 3, 1, 1, 1]);
   });
+  it("a graph over the device's binding limit is refused with a GpuError (the pipeline then runs leidenCpu)", async () => {
+    const small = await testGpu({ forceLimits: { maxStorageBufferBindingSize: 1024 } });
+    try {
+      const edges = clique(Array.from({ length: 20 }, (_, i) => i));
+      await expect(leidenGpu(small, symmetric(20, edges), { resolution: 1, seed: 0 })).rejects.toThrow(GpuError);
+    } finally {
+      small.destroy();
+    }
+  });
+  it("the connectivity check sees a disconnected community", () => {
+    const g = symmetric(6, [...clique([0, 1, 2]), ...clique([3, 4, 5])]);
+    expect(disconnectedCommunities(g, [0, 0, 0, 0, 0, 0])).toBe(1);
+    expect(disconnectedCommunities(g, [0, 0, 0, 1, 1, 1])).toBe(0);
+  });
   it("empty and edgeless graphs", async () => {
     expect((await leidenGpu(gpu, symmetric(0, []), { resolution: 1, seed: 0 })).length).toBe(0);
     expect(Array.from(await leidenGpu(gpu, symmetric(4, []), { resolution: 1, seed: 0 }))).toEqual([0, 1, 2, 3]);
@@ -128,6 +170,7 @@ describe("leidenGpu vs leidenCpu and scanpy-like leidenalg on reference connecti
           `clusters ref ${new Set(ref).size} cpu ${new Set(cpu).size} gpu ${new Set(first).size}; ms cpu ${cpuMs.toFixed(0)} gpu ${ms.map((x) => x.toFixed(0)).join(" ")}`,
       );
       expect(Array.from(again)).toEqual(Array.from(first!));
+      expect(disconnectedCommunities(g, first!)).toBe(0);
       for (const q of qs) {
         expect(Math.abs(q - qCpu)).toBeLessThanOrEqual(0.01 * qCpu);
         expect(q).toBeGreaterThanOrEqual(0.995 * qRef);

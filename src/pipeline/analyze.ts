@@ -321,8 +321,7 @@ export async function analyze(input: CellMatrix | CountCellMatrix, p: AnalyzePar
       "hvg",
       hvgKey,
       () => highlyVariableGenesCpu({ logNorm, counts }, hvgOpts),
-      // seurat_v3's clipped moments have no kernel yet: that flavor stays on the CPU.
-      p.flavor === "seurat_v3" ? undefined : async (g) => (await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts)).result,
+      async (g) => (await highlyVariableGenesGpu(g, { logNorm, counts }, hvgOpts)).result,
     );
     return { counts, obs, vars, qc, logNorm, hvg, Xh: subsetCols(logNorm, hvg.highlyVariable) };
   };

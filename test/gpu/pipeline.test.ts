@@ -135,3 +135,23 @@ describe("device lost mid-run", () => {
     expect(adjustedRandIndex(lost.clusters, cpuRun.clusters)).toBe(1);
   });
 });
+
+describe("the seurat preset with --backend webgpu", () => {
+  it("runs every step on the device (seurat_v3 HVG, SNN, Louvain) with the CPU's HVG set and a partition close to it", async () => {
+    const input = readTenxMtxDir(datasetDir("pbmc_small_seurat"));
+    const p = { ...presetDefaults("seurat"), minGenes: 0, minCells: 0, nComps: 20, nTopGenes: 100 };
+    const gpu = await testGpu();
+    let run: AnalyzeOutput;
+    try {
+      run = await analyze(input, { ...p, backend: "webgpu" }, { gpu });
+    } finally {
+      gpu.destroy();
+    }
+    const cpuRun = await analyze(input, { ...p, backend: "cpu" });
+    const backends = Object.fromEntries(run.steps.map((s) => [s.step, s.backend]));
+    for (const s of ["qc", "normalize", "hvg", "pca", "neighbors_knn", "neighbors_graph", "louvain", "umap", "rank_genes_groups"]) expect(backends[s], s).toBe("webgpu");
+    expect(Array.from(run.hvgMask)).toEqual(Array.from(cpuRun.hvgMask));
+    expect(subspaceSimilarity(run.pcaScores, cpuRun.pcaScores, run.nCells, 10, 20, 20)).toBeGreaterThan(0.9999);
+    expect(adjustedRandIndex(run.clusters, cpuRun.clusters)).toBeGreaterThanOrEqual(0.65);
+  });
+});

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # Times cellgpu's WebGPU steps against the CPU on a real GPU (NVIDIA through Dawn's Vulkan
 # backend), offline, in under 8 minutes: checks the Vulkan loader and driver, builds, prints the
-# adapter, runs the GPU parity tests, then times normalize + HVG + PCA (bench/steps.ts) on pbmc3k
-# and on simulated 200k and 1M cells (4,000 genes, 2,000 HVGs), with the device ceiling (copy
-# GB/s, f32 matmul GFLOP/s). Installs nothing from the network.
+# adapter, times normalize + HVG + PCA (bench/steps.ts) on pbmc3k and on simulated 200k and 1M
+# cells (4,000 genes, 2,000 HVGs) with the device ceiling (copy GB/s, f32 matmul GFLOP/s), then
+# the graph half (bench/graphDevice.ts: kNN k=15 on 50-d points — IVF and exact, connectivities,
+# Leiden, SNN + Louvain, UMAP) at 50k cells with the CPU twins and at 200k and 1M on the device
+# alone, then runs the GPU parity tests in the time left. Installs nothing from the network.
 #
 #   bench/gpu-device.sh            full run (real GPU); results in $OUT, else bench/results
 #   bench/gpu-device.sh --small    dry run (any adapter, lavapipe included): pbmc3k and 2k
-#                                  simulated cells, only the ceiling parity test
+#                                  simulated cells, the graph steps at 5k, only the ceiling
+#                                  parity test
 #   bench/gpu-device.sh --pack     here, before a device run: writes .devpack/ (node.xz and a
 #                                  node_modules.tar.xz without other platforms' binaries and
 #                                  dev-only packages) small enough to carry (< 64 MiB with the tree)
+#
+# Every stage has its own time limit (build 40 s, adapter 20 s, steps 130 s, graph 50k 65 s,
+# graph 200k 55 s, graph 1M 105 s = 415 s; parity gets what is left of 470 s, at most 150 s, and
+# is skipped under 30 s), so one slow stage does not lose the others' numbers; the graph stages
+# also start no step in their last 10 s and rewrite their JSON after every step. The exact kNN
+# at 200k runs only if the 50k run's exact time × 16 is within 30 s, at 1M only if the 200k
+# run's × 25 is within 60 s (IVF is the pipeline's kNN above 50k cells).
 #
 # Needs: node ≥ 20 on PATH, or carried as .devpack/node (or .devpack/node.xz); node_modules
 # carried, or .devpack/node_modules.tar.xz (webgpu, commander, h5wasm, apache-arrow; vitest for
@@ -92,30 +102,52 @@ if [ -z "${CELLGPU_SHARED:-}" ] && [ ! -d ../shared/reference ] && [ -d .devpack
 fi
 
 # --- build, adapter
-# stage limits sum to 470 s (8 minutes = 480 s)
-stage build 60 node esbuild.config.mjs || exit 3
-stage adapter 30 node dist/bench.js adapter || exit 4
-
-# --- parity tests on this adapter
-if [ -x node_modules/.bin/vitest ]; then
-  if [ "$SMALL" = 1 ]; then
-    stage parity 120 node_modules/.bin/vitest run test/gpu/ceiling.test.ts
-  else
-    stage parity 150 node_modules/.bin/vitest run test/gpu
-  fi
-  PARITY=$?
-else
-  say "stage parity: skipped (node_modules/.bin/vitest not carried)"
-  PARITY=skipped
-fi
+stage build 40 node esbuild.config.mjs || exit 3
+stage adapter 20 node dist/bench.js adapter || exit 4
 
 # --- timings: normalize + HVG + PCA, CPU vs WebGPU
 RESULT="$OUTDIR/gpu-steps-$STAMP.json"
 if [ "$SMALL" = 1 ]; then
   stage steps 240 node --max-old-space-size=8192 dist/bench.js steps --dir datasets/pbmc3k --cells 2k --out "$RESULT"
 else
-  stage steps 230 node --max-old-space-size=65536 dist/bench.js steps --dir datasets/pbmc3k --cells 200k,1M --cpu-max-cells 200k --out "$RESULT"
+  stage steps 130 node --max-old-space-size=65536 dist/bench.js steps --dir datasets/pbmc3k --cells 200k,1M --cpu-max-cells 200k --out "$RESULT"
 fi
 STEPS=$?
-say "done in $((SECONDS - T0)) s: parity $PARITY, steps exit $STEPS; results $RESULT, log $LOG"
-[ "$STEPS" = 0 ] && { [ "$PARITY" = 0 ] || [ "$PARITY" = skipped ]; }
+
+# --- timings: the graph half (kNN, connectivities, Leiden, SNN + Louvain, UMAP), device vs CPU
+# graph SIZE LIMIT ARGS…: one size in its own process; steps start only up to 10 s before LIMIT.
+GRAPH_FAILS=0
+graph() {
+  local size=$1 limit=$2
+  shift 2
+  stage "graph-$size" "$limit" node --max-old-space-size=65536 dist/bench.js graph --cells "$size" --deadline-s $((limit - 10)) \
+    --out "$OUTDIR/gpu-graph-$size-$STAMP.json" "$@" || GRAPH_FAILS=$((GRAPH_FAILS + 1))
+}
+if [ "$SMALL" = 1 ]; then
+  graph 5k 240 --repeats 2
+else
+  # 50k: the CPU twins too (the CPU/device column); the exact kNN at 200k / 1M runs only if the
+  # previous size's exact time × (n/n0)² is within --exact-max-s
+  graph 50k 65 --cpu-max-cells 50k
+  graph 200k 55 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-50k-$STAMP.json" --exact-max-s 30
+  graph 1M 105 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-200k-$STAMP.json" --exact-max-s 60
+fi
+
+# --- parity tests on this adapter, in the time left of 470 s (8 minutes = 480 s)
+LEFT=$((470 - (SECONDS - T0)))
+[ "$LEFT" -gt 150 ] && LEFT=150
+if [ ! -x node_modules/.bin/vitest ]; then
+  say "stage parity: skipped (node_modules/.bin/vitest not carried)"
+  PARITY=skipped
+elif [ "$SMALL" = 1 ]; then
+  stage parity 120 node_modules/.bin/vitest run test/gpu/ceiling.test.ts
+  PARITY=$?
+elif [ "$LEFT" -lt 30 ]; then
+  say "stage parity: skipped (${LEFT}s left of the 470 s budget)"
+  PARITY=skipped
+else
+  stage parity "$LEFT" node_modules/.bin/vitest run test/gpu
+  PARITY=$?
+fi
+say "done in $((SECONDS - T0)) s: steps exit $STEPS, graph stages failed $GRAPH_FAILS, parity $PARITY; results $OUTDIR/gpu-{steps,graph-*}-$STAMP.json, log $LOG"
+[ "$STEPS" = 0 ] && [ "$GRAPH_FAILS" = 0 ] && { [ "$PARITY" = 0 ] || [ "$PARITY" = skipped ]; }

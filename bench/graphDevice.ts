@@ -14,8 +14,9 @@
  * (whole-step wall time: uploads, host parts and readbacks included). Steps run in order of
  * importance — the kNN the pipeline would choose (exact ≤ 50k cells, IVF above), connectivities,
  * Leiden, SNN, Louvain, UMAP, then the other kNN search, UMAP's host setup alone (pruning +
- * spectral init), then the CPU twins — and the JSON is rewritten after every step (a step that
- * is running is recorded as such), so a stage killed by its time limit keeps what finished.
+ * spectral init), then the CPU twins (the costly kNN searches last) — and the JSON is rewritten
+ * after every step (a step that is running is recorded as such), so a stage killed by its time
+ * limit keeps what finished.
  * --deadline-s skips steps (and further repeats) that would start after, or whose last run says
  * they would end after, that many seconds from process start. The exact kNN above 50k cells runs
  * only when its estimate — an earlier run's exact time scaled by (n / n₀)², from --estimate-from —
@@ -459,12 +460,6 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     }
     save();
   };
-  const knnIvf = knnByStep.get("knn_ivf");
-  const knnEx = knnByStep.get("knn_exact");
-  await cpuStep(pipelineKnn, first, () => (pipelineKnn === "knn_ivf" ? knnIvfCpu(x, n, DIM, K, { seed: 0 }) : knnExactCpu(x, n, DIM, K)), (out, r) => {
-    if (pipelineKnn === "knn_ivf") r.quality["CPU twin identical"] = sameBytes(out.indices, knnIvf!.indices) && sameBytes(out.distances, knnIvf!.distances);
-    else r.quality["recall vs CPU exact (all n)"] = Number(knnRecall(knnEx!.indices, out.indices, n, K).toFixed(4));
-  });
   await cpuStep("connectivities", conn, () => fuzzySimplicialSetCpu(knn!), (g, r) => {
     r.quality["max |Δw| vs CPU"] = csrMaxDiff(g, conn!).toExponential(1);
   });
@@ -482,10 +477,13 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     r.quality["ARI vs CPU"] = Number(adjustedRandIndex(l, louvain!).toFixed(3));
   });
   await cpuStep("umap", conn, () => umapLayoutCpu(conn!, UMAP_OPTS));
-  await cpuStep(other, otherKnn, () => (other === "knn_ivf" ? knnIvfCpu(x, n, DIM, K, { seed: 0 }) : knnExactCpu(x, n, DIM, K)), (out, r) => {
-    if (other === "knn_ivf") r.quality["CPU twin identical"] = sameBytes(out.indices, knnIvf!.indices) && sameBytes(out.distances, knnIvf!.distances);
-    else r.quality["recall vs CPU exact (all n)"] = Number(knnRecall(knnEx!.indices, out.indices, n, K).toFixed(4));
-  });
+  const cpuKnn = (which: string, dev: Knn | undefined) =>
+    cpuStep(which, dev, () => (which === "knn_ivf" ? knnIvfCpu(x, n, DIM, K, { seed: 0 }) : knnExactCpu(x, n, DIM, K)), (out, r) => {
+      if (which === "knn_ivf") r.quality["CPU twin identical"] = sameBytes(out.indices, dev!.indices) && sameBytes(out.distances, dev!.distances);
+      else r.quality["recall vs CPU exact (all n)"] = Number(knnRecall(dev!.indices, out.indices, n, K).toFixed(4));
+    });
+  await cpuKnn(pipelineKnn, first);
+  await cpuKnn(other, otherKnn);
   report.markdown = graphMarkdown(report);
   save();
   return report;

@@ -117,11 +117,14 @@ STEPS=$?
 # --- timings: the graph half (kNN, connectivities, Leiden, SNN + Louvain, UMAP), device vs CPU
 # graph SIZE LIMIT ARGS…: one size in its own process; steps start only up to 10 s before LIMIT.
 GRAPH_FAILS=0
+# A stage cut short leaves its table (every finished step) in the JSON: printed from there.
 graph() {
-  local size=$1 limit=$2
+  local size=$1 limit=$2 json="$OUTDIR/gpu-graph-$1-$STAMP.json"
   shift 2
-  stage "graph-$size" "$limit" node --max-old-space-size=65536 dist/bench.js graph --cells "$size" --deadline-s $((limit - 10)) \
-    --out "$OUTDIR/gpu-graph-$size-$STAMP.json" "$@" || GRAPH_FAILS=$((GRAPH_FAILS + 1))
+  if ! stage "graph-$size" "$limit" node --max-old-space-size=65536 dist/bench.js graph --cells "$size" --deadline-s $((limit - 10)) --out "$json" "$@"; then
+    GRAPH_FAILS=$((GRAPH_FAILS + 1))
+    [ -f "$json" ] && node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).markdown ?? "")' "$json" | tee -a "$LOG"
+  fi
 }
 if [ "$SMALL" = 1 ]; then
   graph 5k 240 --repeats 2
@@ -129,7 +132,7 @@ else
   # 50k: the CPU twins too (the CPU/device column); the exact kNN at 200k / 1M runs only if the
   # previous size's exact time × (n/n0)² is within --exact-max-s
   graph 50k 65 --cpu-max-cells 50k
-  graph 200k 55 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-50k-$STAMP.json" --exact-max-s 30
+  graph 200k 55 --repeats 2 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-50k-$STAMP.json" --exact-max-s 30
   graph 1M 105 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-200k-$STAMP.json" --exact-max-s 60
 fi
 

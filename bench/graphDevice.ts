@@ -258,6 +258,7 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
   const t0 = now();
   const save = () => {
     report.wallSeconds = (now() - t0) / 1000;
+    report.markdown = graphMarkdown(report);
     if (!o.out) return;
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, JSON.stringify(report, null, 1) + "\n");
@@ -484,7 +485,6 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     });
   await cpuKnn(pipelineKnn, first);
   await cpuKnn(other, otherKnn);
-  report.markdown = graphMarkdown(report);
   save();
   return report;
 }
@@ -497,8 +497,10 @@ export function graphMarkdown(r: GraphReport): string {
     "|---|---:|---:|---:|---:|---:|---|---|",
   ];
   for (const x of r.rows) {
-    const dev = x.device ? `${fmtMs(x.device.medianMs)} (n=${x.device.runs.length})` : x.status === "ok" ? "–" : x.status + (x.note ? `: ${x.note}` : "");
-    const cpu = x.cpu ? `${fmtMs(x.cpu.medianMs)} (n=${x.cpu.runs.length})` : (x.cpuStatus ?? "–");
+    // "running" in a saved report: the process ended (stage limit) before the step did.
+    const unfinished = (st?: string) => (st === "running" ? "did not finish" : st);
+    const dev = x.device ? `${fmtMs(x.device.medianMs)} (n=${x.device.runs.length})` : x.status === "ok" ? "–" : unfinished(x.status) + (x.note ? `: ${x.note}` : "");
+    const cpu = x.cpu ? `${fmtMs(x.cpu.medianMs)} (n=${x.cpu.runs.length})` : (unfinished(x.cpuStatus) ?? "–");
     const ratio = x.device && x.cpu ? (x.cpu.medianMs / x.device.medianMs).toFixed(2) : "–";
     let target = "–";
     if (x.targetMs !== undefined) {

@@ -18,11 +18,12 @@
  *
  * All outputs are CSR with sorted columns and float32 weights.
  *
- * GPU twins, below the CPU code: smoothKnnDistGpu / fuzzySimplicialSetGpu (kernels/connectivities.wgsl)
- * and snnGraphGpu (kernels/snn.wgsl); each says which part runs on the device and which on the host.
+ * GPU twins, below the CPU code: smoothKnnDistGpu / fuzzySimplicialSetGpu (kernels/connectivities.wgsl,
+ * kernels/fuzzy_union.wgsl) and snnGraphGpu (kernels/snn.wgsl); each says which part runs on the device and which on the host.
  */
 import { type Csr, transpose } from "../core/csr.js";
-import type { Gpu } from "../gpu/device.js";
+import { GpuError, type Gpu, type Step } from "../gpu/device.js";
+import { exclusiveScanU32Steps } from "../gpu/scan.js";
 import type { Knn } from "./knn.js";
 
 const SMOOTH_K_TOLERANCE = 1e-5;
@@ -266,53 +267,239 @@ export function snnGraphCpu(knn: Knn, prune: number): Csr {
 }
 
 /**
- * GPU twin of fuzzySimplicialSetCpu (kernels/connectivities.wgsl). On the device, one invocation
- * per cell: rho, sigma's 64-step binary search and the k directed membership strengths, in f32
- * (the CPU twin rounds to f32 at the same places, so only exp's last bits differ); row chunks
- * sized to the binding limit. On the host: the global mean distance (float64, for the sigma floor
- * of rows with rho = 0) and the fuzzy union A + Aᵀ − A∘Aᵀ, assembled by the same code as the CPU
- * twin (sorted columns, float32 arithmetic), so the sparsity pattern is the CPU's wherever no
- * weight underflows differently.
+ * GPU twin of fuzzySimplicialSetCpu, all on the device but two small integer read-backs:
+ * kernels/connectivities.wgsl computes rho, sigma (64-step binary search) and the k directed
+ * membership strengths per cell in f32 (the CPU twin rounds to f32 at the same places, so only
+ * exp's last bits differ); kernels/fuzzy_union.wgsl then builds A (each kNN row's columns
+ * sorted, duplicate columns summed in slot order, zeros dropped), Aᵀ (in-degrees counted with
+ * integer atomics, scanned, scattered, each column re-placed by rank) and per row the merge
+ * A + Aᵀ − A∘Aᵀ with the CPU's f32 operations in the CPU's order — so given the same directed
+ * weights the union is bit-identical to the CPU's, and it is the same bits run to run. The host
+ * reads back the two scans (Aᵀ's and the result's row pointers, (n+1) u32 each) to plan
+ * chunks: forward rows, reverse columns and output rows are split so that no binding exceeds
+ * maxStorageBufferBindingSize. Only the global mean distance (float64, for the sigma floor of rows
+ * with rho = 0) is computed on the host. Needs (n+1) u32 in one binding and indices < n.
  */
 export async function fuzzySimplicialSetGpu(gpu: Gpu, knn: Knn): Promise<Csr> {
-  return fuzzyUnion(knn, (await smoothKnnDistGpu(gpu, knn)).weights);
+  const { n, k, indices } = knn;
+  if (n === 0 || k === 0) return { nRows: n, nCols: n, indptr: new Float64Array(n + 1), indices: new Uint32Array(0), data: new Float32Array(0) };
+  for (let t = 0; t < n * k; t++) {
+    if (indices[t] >= n) throw new RangeError(`fuzzySimplicialSetGpu: row ${Math.floor(t / k)} has neighbour index ${indices[t]} ≥ n = ${n}`);
+  }
+  const maxWords = Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize) / 4);
+  if (n + 1 > maxWords) throw new GpuError(`fuzzySimplicialSetGpu: ${n + 1} row pointers exceed one binding`);
+  if (2 * n * k >= 2 ** 32) throw new GpuError(`fuzzySimplicialSetGpu: ${n} × ${k} neighbours overflow u32 offsets`);
+  const smooth = await smoothPlan(gpu, knn, "fuzzySimplicialSetGpu");
+  const code = (await import("../../kernels/fuzzy_union.wgsl")).default;
+  const entries = ["fwd_dedup", "fwd_rank", "rev_scatter", "rev_rank", "union_count", "union_write"] as const;
+  const [dedup, rank, scatter, revRank, count, write] = await Promise.all(entries.map((e) => gpu.pipeline(code, e)));
+  const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const temps: GPUBuffer[] = []; // live until the end
+  let transient: GPUBuffer[] = []; // destroyed once the submission that needs them has run
+  const buf = (words: number, label: string, list = temps): GPUBuffer => {
+    const b = gpu.createBuffer(4 * words, rw, `fuzzy.${label}`);
+    list.push(b);
+    return b;
+  };
+  const params = (p: { count: number; rowStart?: number; fwdRow0?: number; revRow0?: number; revRow1?: number; revBase?: number; outBase?: number }) => {
+    const u = gpu.uniforms({ u32: [p.count, p.rowStart ?? 0, k, n, p.fwdRow0 ?? 0, p.revRow0 ?? 0, p.revRow1 ?? 0, p.revBase ?? 0, p.outBase ?? 0, 0, 0, 0] }, "fuzzy.params");
+    transient.push(u);
+    return u;
+  };
+  const wg = (count: number, size: number) => Math.ceil(count / size);
+  const destroyTransient = () => {
+    for (const b of transient) b.destroy();
+    transient = [];
+  };
+  try {
+    // 1. Directed weights, then A's rows sorted and deduplicated; in-degrees scanned into revPtr.
+    const R = smooth.rowsPerChunk;
+    const fwd: { start: number; rows: number; key: GPUBuffer; val: GPUBuffer }[] = [];
+    const indeg = buf(n, "indeg", transient);
+    const steps: Step[] = [{ clear: indeg }];
+    for (let start = 0; start < n; start += R) {
+      const rows = Math.min(R, n - start);
+      const sm = smoothChunk(gpu, smooth, knn, start, rows);
+      transient.push(...sm.bufs);
+      const slots = rows * k;
+      const tk = buf(slots, "tmpKey", transient);
+      const tv = buf(slots, "tmpVal", transient);
+      const key = buf(slots, "fwdKey");
+      const val = buf(slots, "fwdVal");
+      const p = params({ count: slots, fwdRow0: start });
+      steps.push(
+        sm.step,
+        { clear: key },
+        { pipeline: dedup, bindings: [p, sm.idx, sm.weights, tk, tv], workgroups: wg(slots, 256) },
+        { pipeline: rank, bindings: [p, undefined, undefined, tk, tv, key, val, indeg], workgroups: wg(slots, 256) },
+      );
+      fwd.push({ start, rows, key, val });
+    }
+    const revScan = await exclusiveScanU32Steps(gpu, indeg, n, "fuzzy.revPtr");
+    temps.push(revScan.out);
+    transient.push(...revScan.temps);
+    await gpu.run("fuzzy.forward", [...steps, ...revScan.steps]);
+    destroyTransient();
+    const revPtrBuf = revScan.out;
+    const revPtr = new Uint32Array(await gpu.readback(revPtrBuf, 4 * (n + 1)));
+
+    // 2. Aᵀ by column chunks: scattered in claim order, each column re-placed by rank; then the
+    //    union's entry counts per row, over ranges lying in one forward and one reverse chunk.
+    const rev = splitRows(n, maxWords, (s, e) => revPtr[e] - revPtr[s], "in-degree");
+    const fill = buf(n, "fill", transient);
+    const revBufs = rev.map(([s, e]) => {
+      const m = revPtr[e] - revPtr[s];
+      return { s, e, base: revPtr[s], m, tk: buf(m, "revTmpKey", transient), tv: buf(m, "revTmpVal", transient), key: buf(m, "revKey"), val: buf(m, "revVal") };
+    });
+    const outCnt = buf(n, "outCnt");
+    const steps2: Step[] = [{ clear: fill }];
+    for (const f of fwd) {
+      for (const r of revBufs) {
+        const p = params({ count: f.rows * k, fwdRow0: f.start, revRow0: r.s, revRow1: r.e, revBase: r.base });
+        steps2.push({
+          pipeline: scatter,
+          bindings: [p, undefined, undefined, undefined, undefined, f.key, f.val, undefined, revPtrBuf, fill, r.tk, r.tv],
+          workgroups: wg(f.rows * k, 256),
+        });
+      }
+    }
+    for (const r of revBufs) {
+      const p = params({ count: r.m, revRow0: r.s, revRow1: r.e, revBase: r.base });
+      const b: (GPUBuffer | undefined)[] = [p, ...new Array<undefined>(7), revPtrBuf, undefined, r.tk, r.tv, r.key, r.val];
+      steps2.push({ pipeline: revRank, bindings: b, workgroups: wg(r.m, 256) });
+    }
+    // Ranges: the forward and reverse chunk boundaries together.
+    const cuts = [...new Set([...fwd.map((f) => f.start), ...revBufs.map((r) => r.s), n])].sort((a, b) => a - b);
+    const ranges: { s: number; e: number; f: (typeof fwd)[number]; r: (typeof revBufs)[number] }[] = [];
+    for (let c = 0; c + 1 < cuts.length; c++) {
+      const s = cuts[c];
+      ranges.push({ s, e: cuts[c + 1], f: fwd[Math.floor(s / R)], r: revBufs.find((r) => r.s <= s && s < r.e)! });
+    }
+    const unionBindings = (p: GPUBuffer, g: (typeof ranges)[number]): (GPUBuffer | undefined)[] => [
+      p, undefined, undefined, undefined, undefined, g.f.key, g.f.val, undefined, revPtrBuf, undefined, undefined, undefined, g.r.key, g.r.val,
+    ];
+    const uparams = (g: (typeof ranges)[number], rowStart: number, rows: number, outBase = 0) =>
+      params({ count: rows, rowStart, fwdRow0: g.f.start, revRow0: g.r.s, revRow1: g.r.e, revBase: g.r.base, outBase });
+    for (const g of ranges) {
+      steps2.push({ pipeline: count, bindings: [...unionBindings(uparams(g, g.s, g.e - g.s), g), outCnt], workgroups: wg(g.e - g.s, 64) });
+    }
+    const outScan = await exclusiveScanU32Steps(gpu, outCnt, n, "fuzzy.outPtr");
+    temps.push(outScan.out);
+    transient.push(...outScan.temps);
+    await gpu.run("fuzzy.reverse", [...steps2, ...outScan.steps]);
+    destroyTransient();
+    const outPtrBuf = outScan.out;
+    const outPtr = new Uint32Array(await gpu.readback(outPtrBuf, 4 * (n + 1)));
+
+    // 3. The union's entries, in row ranges whose entries fit one binding.
+    const nnz = outPtr[n];
+    const outC = new Uint32Array(nnz);
+    const outV = new Float32Array(nnz);
+    const writes: { base: number; m: number; col: GPUBuffer; val: GPUBuffer }[] = [];
+    const steps3: Step[] = [];
+    for (const g of ranges) {
+      for (const [s, e] of splitRows(g.e - g.s, maxWords, (a, b) => outPtr[g.s + b] - outPtr[g.s + a], "union", g.s)) {
+        const base = outPtr[g.s + s];
+        const m = outPtr[g.s + e] - base;
+        const col = buf(m, "outCol", transient);
+        const val = buf(m, "outVal", transient);
+        const p = uparams(g, g.s + s, e - s, base);
+        steps3.push({
+          pipeline: write,
+          bindings: [...unionBindings(p, g), undefined, outPtrBuf, col, val],
+          workgroups: wg(e - s, 64),
+        });
+        writes.push({ base, m, col, val });
+      }
+    }
+    await gpu.run("fuzzy.union", steps3);
+    const back = await gpu.readbackAll(writes.flatMap((w) => [
+      { buffer: w.col, byteLength: 4 * w.m },
+      { buffer: w.val, byteLength: 4 * w.m },
+    ]));
+    writes.forEach((w, t) => {
+      outC.set(new Uint32Array(back[2 * t]), w.base);
+      outV.set(new Float32Array(back[2 * t + 1]), w.base);
+    });
+    return { nRows: n, nCols: n, indptr: Float64Array.from(outPtr), indices: outC, data: outV };
+  } finally {
+    for (const b of [...temps, ...transient]) b.destroy();
+  }
 }
 
-/** GPU twin of smoothKnnDistCpu, plus the directed membership strengths (n × k) of each kNN slot. */
-export async function smoothKnnDistGpu(gpu: Gpu, knn: Knn): Promise<{ sigmas: Float32Array; rhos: Float32Array; weights: Float32Array }> {
-  const { n, k, indices, distances } = knn;
-  const out = { sigmas: new Float32Array(n), rhos: new Float32Array(n), weights: new Float32Array(n * k) };
-  if (n === 0) return out;
+/**
+ * Consecutive row ranges [s, e) of rows 0..n−1, greedy, each with size(s, e) ≤ maxWords and
+ * e − s < maxWords; throws when a single row is too large (`what` names its measure).
+ */
+function splitRows(n: number, maxWords: number, size: (s: number, e: number) => number, what: string, offset = 0): [number, number][] {
+  const out: [number, number][] = [];
+  let s = 0;
+  while (s < n) {
+    if (size(s, s + 1) > maxWords) throw new GpuError(`fuzzySimplicialSetGpu: row ${offset + s}'s ${what} exceeds one binding`);
+    let e = s + 1;
+    while (e < n && e - s < maxWords - 1 && size(s, e + 1) <= maxWords) e++;
+    out.push([s, e]);
+    s = e;
+  }
+  return out;
+}
+
+interface SmoothPlan {
+  pipeline: GPUComputePipeline;
+  meanFloor: number;
+  rowsPerChunk: number;
+}
+
+/** smooth_knn's pipeline, the global sigma floor and the rows of one chunk (n·k per binding). */
+async function smoothPlan(gpu: Gpu, knn: Knn, who: string): Promise<SmoothPlan> {
+  const { n, k, distances } = knn;
   const code = (await import("../../kernels/connectivities.wgsl")).default;
   const pipeline = await gpu.pipeline(code, "smooth_knn");
   let total = 0;
   for (let t = 0; t < n * k; t++) total += distances[t];
   const meanFloor = MIN_K_DIST_SCALE * (total / (n * k));
   const rowsPerChunk = Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize) / (4 * k));
-  if (rowsPerChunk < 1) throw new Error(`smoothKnnDistGpu: a row of k=${k} does not fit one binding`);
+  if (rowsPerChunk < 1) throw new Error(`${who}: a row of k=${k} does not fit one binding`);
+  return { pipeline, meanFloor, rowsPerChunk };
+}
+
+/** smooth_knn over rows [start, start+rows): its buffers (all to destroy) and its dispatch. */
+function smoothChunk(gpu: Gpu, plan: SmoothPlan, knn: Knn, start: number, rows: number) {
+  const { k, indices, distances } = knn;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
-  for (let start = 0; start < n; start += rowsPerChunk) {
-    const rows = Math.min(rowsPerChunk, n - start);
-    const bufs = [
-      gpu.uniforms({ u32: [rows, start, k, 0], f32: [Math.log2(k), meanFloor, 0, 0] }),
-      gpu.upload(distances.subarray(start * k, (start + rows) * k), "conn.dist"),
-      gpu.upload(indices.subarray(start * k, (start + rows) * k), "conn.idx"),
-      gpu.createBuffer(rows * 4, usage, "conn.sigmas"),
-      gpu.createBuffer(rows * 4, usage, "conn.rhos"),
-      gpu.createBuffer(rows * k * 4, usage, "conn.weights"),
-    ];
+  const bufs = [
+    gpu.uniforms({ u32: [rows, start, k, 0], f32: [Math.log2(k), plan.meanFloor, 0, 0] }),
+    gpu.upload(distances.subarray(start * k, (start + rows) * k), "conn.dist"),
+    gpu.upload(indices.subarray(start * k, (start + rows) * k), "conn.idx"),
+    gpu.createBuffer(rows * 4, usage, "conn.sigmas"),
+    gpu.createBuffer(rows * 4, usage, "conn.rhos"),
+    gpu.createBuffer(rows * k * 4, usage, "conn.weights"),
+  ];
+  const step: Step = { pipeline: plan.pipeline, bindings: bufs, workgroups: Math.ceil(rows / 64) };
+  return { bufs, step, idx: bufs[2], sigmas: bufs[3], rhos: bufs[4], weights: bufs[5] };
+}
+
+/** GPU twin of smoothKnnDistCpu, plus the directed membership strengths (n × k) of each kNN slot. */
+export async function smoothKnnDistGpu(gpu: Gpu, knn: Knn): Promise<{ sigmas: Float32Array; rhos: Float32Array; weights: Float32Array }> {
+  const { n, k } = knn;
+  const out = { sigmas: new Float32Array(n), rhos: new Float32Array(n), weights: new Float32Array(n * k) };
+  if (n === 0) return out;
+  const plan = await smoothPlan(gpu, knn, "smoothKnnDistGpu");
+  for (let start = 0; start < n; start += plan.rowsPerChunk) {
+    const rows = Math.min(plan.rowsPerChunk, n - start);
+    const c = smoothChunk(gpu, plan, knn, start, rows);
     try {
-      await gpu.run("smooth_knn", [{ pipeline, bindings: bufs, workgroups: Math.ceil(rows / 64) }]);
+      await gpu.run("smooth_knn", [c.step]);
       const [sg, rh, w] = await gpu.readbackAll([
-        { buffer: bufs[3], byteLength: rows * 4 },
-        { buffer: bufs[4], byteLength: rows * 4 },
-        { buffer: bufs[5], byteLength: rows * k * 4 },
+        { buffer: c.sigmas, byteLength: rows * 4 },
+        { buffer: c.rhos, byteLength: rows * 4 },
+        { buffer: c.weights, byteLength: rows * k * 4 },
       ]);
       out.sigmas.set(new Float32Array(sg), start);
       out.rhos.set(new Float32Array(rh), start);
       out.weights.set(new Float32Array(w), start * k);
     } finally {
-      for (const b of bufs) b.destroy();
+      for (const b of c.bufs) b.destroy();
     }
   }
   return out;

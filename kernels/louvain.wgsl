@@ -1,6 +1,6 @@
 // louvain.wgsl — parallel local moving of Louvain/Leiden (modularity with resolution γ) and
 // Leiden's refinement, on a symmetric weighted graph without self loops in its adjacency
-// (src/ops/localMovingGpu.ts; used by leidenGpu and louvainGpu).
+// (src/ops/communityGpu.ts; used by leidenGpu and louvainGpu).
 // One sub-round = choose_move (or choose_refine) for the nodes of one colour, a clear of `comm`,
 // apply_totals. Colour of node v in round r: hash(v, seed, r) mod nColours, so neighbours rarely
 // move together.

@@ -31,13 +31,11 @@
  * Output labels: 0..c-1 by community size, largest first, ties by smallest member index.
  */
 import type { Csr } from "../core/csr.js";
-import { GpuError, type Gpu, type Step } from "../gpu/device.js";
-import { exclusiveScanU32 } from "../gpu/scan.js";
+import type { Gpu } from "../gpu/device.js";
 import { Rng } from "../core/random.js";
 import { modularity } from "../metrics/index.js";
 import { aggregateGraph, graphFromCsr, labelsBySize, type WGraph } from "./communityCommon.js";
-import { contractGraphGpu, destroyGraph, fitsContractGpu, uploadGraph, type DeviceGraph } from "./graphGpu.js";
-import { fitsLocalMovingGpu, GpuLocalMoving, type RoundCounter } from "./localMovingGpu.js";
+import { DeviceLevels } from "./communityGpu.js";
 
 export interface LeidenOptions {
   resolution: number;
@@ -309,8 +307,8 @@ function mergeNodesConstrained(g: WGraph, m: Int32Array, gamma: number, tw: numb
 /*
  * leidenGpu — the same Leiden procedure with every level on the device: local moving and
  * refinement (kernels/louvain.wgsl), id compaction and projections (kernels/relabel.wgsl, prefix
- * sums of src/gpu/scan.ts) and aggregation (contractGraphGpu, kernels/contract.wgsl). The graph
- * is uploaded once; between levels only a few counts come back to the host, and the partition of
+ * sums of src/gpu/scan.ts) and aggregation (contractGraphGpu, kernels/contract.wgsl), in
+ * DeviceLevels (communityGpu.ts). The graph is uploaded once; between levels only a few counts come back to the host, and the partition of
  * the input nodes once per iteration (the modularity that decides whether to go on is computed
  * on the host in float64).
  * Local moving and refinement are parallel, not leidenalg's sequential queue: in each round every
@@ -354,134 +352,22 @@ async function leidenGpuOnce(gpu: Gpu, graph: Csr, opts: LeidenOptions): Promise
   let totalWeight = 0;
   for (let v = 0; v < n; v++) totalWeight += g0.nodeWeight[v];
   if (totalWeight === 0) return labelsBySize(membership);
-  if (!fitsLocalMovingGpu(gpu, g0)) {
-    throw new GpuError(`leidenGpu: graph with ${n} nodes and ${g0.indices.length} arcs exceeds the ${gpu.limits.maxStorageBufferBindingSize}-byte binding limit`);
-  }
 
   const gamma = opts.resolution;
   const nIterations = opts.nIterations ?? -1;
   const minDeltaQ = n >= (opts.largeGraph ?? LARGE_GRAPH) ? LARGE_MIN_GAIN : 0;
-  const dg0 = uploadGraph(gpu, g0, "leiden");
-  const levels = new DeviceLevels(gpu, dg0, gamma, totalWeight, opts.seed >>> 0, await IndexOps.create(gpu));
+  const levels = await DeviceLevels.create(gpu, g0, gamma, totalWeight, opts.seed, "leiden");
   try {
     let q = modularity(graph, membership, gamma);
     for (let itr = 0; nIterations < 0 || itr < nIterations; itr++) {
-      const next = await levels.optimiseOnce(membership);
+      const next = await levels.optimise(membership, true);
       const qNext = modularity(graph, next, gamma);
       if (nIterations >= 0 || qNext > q) membership = next;
       if (nIterations < 0 && !(qNext - q > minDeltaQ)) break;
       q = qNext;
     }
   } finally {
-    destroyGraph(dg0);
+    levels.destroy();
   }
   return labelsBySize(membership);
-}
-
-/** leidenalg's Optimiser::optimise_partition on the device, level after level (see leidenGpu). */
-class DeviceLevels {
-  private readonly counter: RoundCounter = { rounds: 0 };
-  constructor(
-    private readonly gpu: Gpu,
-    private readonly g0: DeviceGraph,
-    private readonly gamma: number,
-    private readonly tw: number,
-    private readonly seed: number,
-    private readonly ops: IndexOps,
-  ) {}
-
-  /** One optimise_partition from `start` (a membership of the input nodes); returns the partition reached. */
-  async optimiseOnce(start: Int32Array): Promise<Int32Array> {
-    const { gpu, g0, ops } = this;
-    const n0 = g0.n;
-    const temps: GPUBuffer[] = [];
-    const keep = (b: GPUBuffer) => (temps.push(b), b);
-    const level = (g: DeviceGraph, what: string) => GpuLocalMoving.onGraph(gpu, g, this.gamma, this.tw, this.seed, `leiden.${what}`, this.counter);
-    let g = g0;
-    let lm = await level(g, "move");
-    let rf: GpuLocalMoving | undefined;
-    gpu.device.queue.writeBuffer(lm.buffers.memb, 0, start.buffer as ArrayBuffer, start.byteOffset, start.byteLength);
-    // aggNode: the current level's node of each input node; memb0: the partition of the input nodes.
-    let aggNode = keep(gpu.upload(Uint32Array.from({ length: n0 }, (_, i) => i), "leiden.aggNode", ops.usage));
-    let memb0: GPUBuffer | undefined;
-    try {
-      for (;;) {
-        await lm.moveNodes();
-        const { ids: mc, count: nComm } = await ops.compact(lm, keep);
-        memb0 = keep(await ops.gather(aggNode, mc, n0));
-        rf = await level(g, "refine");
-        await rf.refine(mc);
-        const { ids: lab, count: nRefined } = await ops.compact(rf, keep);
-        aggNode = keep(await ops.gather(aggNode, lab, n0));
-        rf.destroy();
-        rf = undefined;
-        if (!(nRefined < g.n && g.n > nComm)) break;
-        if (!fitsContractGpu(gpu, g)) throw new GpuError(`leidenGpu: aggregating a level of ${g.n} nodes and ${g.nArcs} arcs exceeds the device's binding limit`);
-        const next = await contractGraphGpu(gpu, g, lab, nRefined, "leiden");
-        // Each aggregate node starts in the (unrefined) community of its members.
-        const nextM = keep(await ops.scatter(lab, mc, g.n, nRefined));
-        lm.destroy();
-        if (g !== g0) destroyGraph(g);
-        g = next;
-        lm = await level(g, "move");
-        await gpu.run("leiden.start", [{ copy: { src: nextM, srcOffset: 0, dst: lm.buffers.memb, dstOffset: 0, size: 4 * g.n } }]);
-      }
-      return new Int32Array(await gpu.readback(memb0, 4 * n0));
-    } finally {
-      rf?.destroy();
-      lm.destroy();
-      if (g !== g0) destroyGraph(g);
-      for (const b of temps) b.destroy();
-    }
-  }
-}
-
-/** The id maps of kernels/relabel.wgsl: compaction of used ids, gather, scatter. */
-class IndexOps {
-  readonly usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  private constructor(
-    private readonly gpu: Gpu,
-    private readonly pipes: { used: GPUComputePipeline; gather: GPUComputePipeline; scatter: GPUComputePipeline },
-  ) {}
-
-  static async create(gpu: Gpu): Promise<IndexOps> {
-    const code = (await import("../../kernels/relabel.wgsl")).default;
-    const [used, gather, scatter] = await Promise.all(["used_flags", "gather", "scatter"].map((e) => gpu.pipeline(code, e)));
-    return new IndexOps(gpu, { used, gather, scatter });
-  }
-
-  private async dispatch(what: string, pipeline: GPUComputePipeline, n: number, bindings: (GPUBuffer | undefined)[], stride = 0, offset = 0): Promise<void> {
-    if (n === 0) return;
-    const p = this.gpu.uniforms({ u32: [n, stride, offset, 0] }, `leiden.${what}.params`);
-    try {
-      const step: Step = { pipeline, bindings: [p, ...bindings], workgroups: Math.ceil(n / 64) };
-      await this.gpu.run(`leiden.${what}`, [step]);
-    } finally {
-      p.destroy();
-    }
-  }
-
-  /** The partition's community ids renumbered 0..count-1 in id order (a node's id in `ids`). */
-  async compact(lm: GpuLocalMoving, keep: (b: GPUBuffer) => GPUBuffer): Promise<{ ids: GPUBuffer; count: number }> {
-    const n = lm.graph.n;
-    const flags = keep(this.gpu.createBuffer(4 * n, this.usage, "leiden.used"));
-    await this.dispatch("used", this.pipes.used, n, [lm.buffers.comm, undefined, undefined, undefined, flags], 3, 2);
-    const { out: newId, total } = await exclusiveScanU32(this.gpu, flags, n, "leiden.newId");
-    keep(newId);
-    return { ids: keep(await this.gather(lm.buffers.memb, newId, n)), count: total };
-  }
-
-  /** out[i] = table[idx[i]] for i < n. */
-  async gather(idx: GPUBuffer, table: GPUBuffer, n: number): Promise<GPUBuffer> {
-    const out = this.gpu.createBuffer(4 * n, this.usage, "leiden.gather");
-    await this.dispatch("gather", this.pipes.gather, n, [undefined, idx, table, undefined, out]);
-    return out;
-  }
-
-  /** out[idx[i]] = table[i] for i < n; out has nOut entries, each written. */
-  async scatter(idx: GPUBuffer, table: GPUBuffer, n: number, nOut: number): Promise<GPUBuffer> {
-    const out = this.gpu.createBuffer(4 * nOut, this.usage, "leiden.scatter");
-    await this.dispatch("scatter", this.pipes.scatter, n, [undefined, idx, table, undefined, out]);
-    return out;
-  }
 }

@@ -15,12 +15,12 @@
  * larger cluster instead of R's sample(), and a singleton with no edges stays a cluster of
  * its own (Seurat would put it in a random cluster). Output labels: 0..c-1 by community size,
  * largest first, ties by smallest member index.
- * louvainGpu (below) moves the first level's nodes on the GPU; see its comment for how it differs.
+ * louvainGpu (below) runs every level on the GPU; see its comment for how it differs.
  */
 import type { Csr } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";
 import { aggregateGraph, graphFromCsr, labelsBySize, type WGraph } from "./communityCommon.js";
-import { fitsLocalMovingGpu, GpuLocalMoving } from "./localMovingGpu.js";
+import { DeviceLevels, fitsLocalMovingGpu } from "./communityGpu.js";
 
 export interface LouvainOptions {
   resolution: number;
@@ -277,23 +277,23 @@ function groupSingletons(net: WGraph, cluster: Int32Array): Int32Array {
 }
 
 /*
- * louvainGpu — louvainCpu with the first level's local moving on the GPU (kernels/louvain.wgsl,
- * the kernel leidenGpu uses): in every Louvain pass of every start, the original graph's nodes
- * move on the device; the reduced networks (small: one node per first-level cluster), the
- * quality, the choice of the best start and GroupSingletons run on the host exactly as in
- * louvainCpu, with the same JavaRandom stream for the coarse levels' permutations.
+ * louvainGpu — louvainCpu's procedure with every level on the device (DeviceLevels in
+ * communityGpu.ts, the kernels leidenGpu uses): each Louvain pass moves the input graph's nodes,
+ * contracts the graph by the communities and moves the aggregate nodes, level after level, until
+ * a level merges nothing; only counts come back between levels. The quality of each pass, the
+ * choice of the best start and GroupSingletons run on the host exactly as in louvainCpu.
  * GPU local moving is parallel, not ModularityOptimizer's sequential sweep: in each round every
- * node gets one of LM_MANY_COLOURS colours (LM_FEW_COLOURS once a round moves under 1 % of the
- * nodes) from a hash of (node, seed, round); per colour, all nodes of that colour pick their best
- * move at once against the current memberships and community strengths, then the strengths are
- * recomputed as exact 64-bit fixed-point integer sums (integer atomics: order-free, so the same
- * seed gives the same partition run after run). Rounds repeat until one moves no node or
- * LM_MAX_ROUNDS. The round counter runs on across passes and starts, so each start sees other
- * colourings (the starts' diversity that the permutations give louvainCpu).
- * Differences from louvainCpu's first level: no move to an unused cluster (a node without a
- * positive gain stays), gains in float32 with a 1e-6·k_v threshold, ties to the smaller cluster
- * id among candidates, a singleton does not join a singleton of larger id; so partitions equal
- * louvainCpu's in quality and agreement, not label for label.
+ * node gets one of 32 colours (8 once a round moves under 1 % of the nodes) from a hash of
+ * (node, seed, round); per colour, all nodes of that colour pick their best move at once against
+ * the current memberships and community strengths, then the strengths are recomputed as exact
+ * 64-bit fixed-point integer sums (integer atomics: order-free, so the same seed gives the same
+ * partition run after run). Rounds repeat until one moves no node or 200 rounds. The round
+ * counter runs on across levels, passes and starts, so each start sees other colourings (the
+ * starts' diversity that the permutations give louvainCpu).
+ * Differences from louvainCpu: no move to an unused cluster (a node without a positive gain
+ * stays), gains in float32 with a 1e-6·k_v threshold, ties to the smaller cluster id among
+ * candidates, a singleton does not join a singleton of larger id, weights in fixed point
+ * (graphGpu.ts); so partitions equal louvainCpu's in quality and agreement, not label for label.
  * A graph whose arcs exceed the device's binding limit gets louvainCpu's partition.
  */
 export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Promise<Int32Array> {
@@ -303,8 +303,7 @@ export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Pr
   if (!fitsLocalMovingGpu(gpu, net)) return louvainCpu(graph, opts);
 
   const res = opts.resolution / totalArcWeight;
-  const random = new JavaRandom(opts.seed);
-  const lm = await GpuLocalMoving.create(gpu, net, opts.resolution, totalArcWeight, opts.seed, "louvain");
+  const levels = await DeviceLevels.create(gpu, net, opts.resolution, totalArcWeight, opts.seed, "louvain");
   let best: Int32Array | null = null;
   let bestQ = -Infinity;
   try {
@@ -312,14 +311,13 @@ export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Pr
       const cl: Clustering = { cluster: Int32Array.from({ length: n }, (_, i) => i), nClusters: n };
       let q = 0;
       for (let j = 0; j < nIterations; j++) {
-        const before = cl.cluster.slice();
-        await lm.run(cl.cluster);
+        const before = cl.cluster;
+        cl.cluster = await levels.optimise(before, false);
         let moved = false;
         for (let v = 0; v < n && !moved; v++) moved = cl.cluster[v] !== before[v];
         renumberById(cl);
-        const update = descend(net, cl, res, random, moved);
         q = quality(net, cl, res, totalArcWeight);
-        if (!update) break;
+        if (!moved) break;
       }
       if (q > bestQ) {
         bestQ = q;
@@ -327,7 +325,7 @@ export async function louvainGpu(gpu: Gpu, graph: Csr, opts: LouvainOptions): Pr
       }
     }
   } finally {
-    lm.destroy();
+    levels.destroy();
   }
   return labelsBySize(groupSingletons(net, labelsBySize(best!)));
 }

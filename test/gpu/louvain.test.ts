@@ -1,5 +1,5 @@
 /**
- * louvainGpu (first-level local moving on the WebGPU adapter, lavapipe here) against louvainCpu
+ * louvainGpu (every level on the WebGPU adapter, lavapipe here) against louvainCpu
  * (Seurat's ModularityOptimizer Louvain) and Seurat's own clusters: small graphs with known
  * answers, a random planted-partition graph, and pbmc3k's reference Seurat SNN graph as the
  * seurat preset clusters it (resolution 0.5, 10 starts). Modularity vs louvainCpu's, ARI to

@@ -23,7 +23,7 @@
  * is within --exact-max-s; with no earlier run given it runs (then bounded by the deadline only).
  * Quality: kNN recall against a brute-force CPU search of 1,000 evenly spaced queries (worker
  * threads, float64 sums); modularity and cluster counts of Leiden / Louvain; CPU twin agreement
- * (IVF bytes identical, exact recall, connectivities max |Δ|, ARI of the partitions).
+ * (IVF bytes identical, exact recall, connectivities max abs Δw, ARI of the partitions).
  */
 import { availableParallelism, cpus, hostname } from "node:os";
 import { dirname } from "node:path";
@@ -462,7 +462,7 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     save();
   };
   await cpuStep("connectivities", conn, () => fuzzySimplicialSetCpu(knn!), (g, r) => {
-    r.quality["max |Δw| vs CPU"] = csrMaxDiff(g, conn!).toExponential(1);
+    r.quality["max abs Δw vs CPU"] = csrMaxDiff(g, conn!).toExponential(1);
   });
   await cpuStep("leiden", leiden, () => leidenCpu(conn!, CLUSTER_OPTS), (l, r) => {
     r.quality["CPU clusters"] = clusterCount(l);
@@ -470,7 +470,7 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     r.quality["ARI vs CPU"] = Number(adjustedRandIndex(l, leiden!).toFixed(3));
   });
   await cpuStep("snn", snn, () => snnGraphCpu(knn!, SNN_PRUNE), (g, r) => {
-    r.quality["max |Δw| vs CPU"] = csrMaxDiff(g, snn!).toExponential(1);
+    r.quality["max abs Δw vs CPU"] = csrMaxDiff(g, snn!).toExponential(1);
   });
   await cpuStep("louvain", louvain, () => louvainCpu(snn!, CLUSTER_OPTS), (l, r) => {
     r.quality["CPU clusters"] = clusterCount(l);

@@ -1,8 +1,8 @@
 /**
  * WebGPU device acquisition and the small runtime every GPU op uses: real adapter limits, a
- * compiled-pipeline cache, buffer helpers (create / upload / readback), error scopes that turn
- * validation and out-of-memory errors into readable exceptions, and device-loss tracking so a
- * caller can fall back to the CPU twin. Knows nothing of biology.
+ * compiled-pipeline cache, a buffer pool, buffer helpers (create / upload / readback), error
+ * scopes that turn validation and out-of-memory errors into readable exceptions, and device-loss
+ * tracking so a caller can fall back to the CPU twin. Knows nothing of biology.
  *
  * Node: the `webgpu` package (Dawn); its `create()` result is kept for the process's life (Dawn
  * crashes if it is garbage-collected under a live device).
@@ -122,11 +122,28 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
   return gpu;
 }
 
+/** At most this many bytes of released buffers wait in a Gpu's pool (the oldest are destroyed first). */
+export const POOL_MAX_FREE_BYTES = 256 * 1024 * 1024;
+
 export class Gpu {
   /** True once the device is lost (or destroyed); every method then throws GpuLostError. */
   lost = false;
   lostMessage = "";
   poisonBuffers = false;
+  /** Buffers created on the device and buffers handed out again from the pool. */
+  readonly poolStats = { created: 0, reused: 0 };
+  /**
+   * The pool: buffers their owners destroyed, by exact (size, usage), kept for the next request
+   * of that shape — the ops ask for the same shapes over and over (a uniform block per dispatch,
+   * per-level arrays of the community detection, staging buffers), and each creation is a driver
+   * call. A buffer from createBuffer goes back here when its owner calls destroy(); a pooled
+   * buffer is handed out zeroed (0xFF when poisoning), as a new one would be. Buffers without
+   * COPY_DST (which could not be cleared) are not pooled.
+   */
+  private readonly free = new Map<string, GPUBuffer[]>();
+  /** Free buffers in release order, with their real destroy. */
+  private readonly freeOrder = new Map<GPUBuffer, () => void>();
+  private freeBytes = 0;
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private readonly lostCallbacks: ((message: string) => void)[] = [];
   private destroyed = false;
@@ -139,6 +156,7 @@ export class Gpu {
     device.lost.then((l) => {
       this.lost = true;
       this.lostMessage = `WebGPU device lost (${l.reason}): ${l.message}`;
+      this.trimPool();
       if (!this.destroyed) for (const cb of this.lostCallbacks) cb(this.lostMessage);
     });
   }
@@ -175,23 +193,97 @@ export class Gpu {
     );
   }
 
-  /** A buffer of at least byteSize bytes (rounded up to 4, never 0). */
+  /**
+   * A buffer of at least byteSize bytes (rounded up to 4, never 0), zeroed (0xFF bytes when
+   * poisoning; staging buffers for reading are not filled). Its destroy() returns it to the pool.
+   */
   createBuffer(byteSize: number, usage: GPUBufferUsageFlags, label = "buffer"): GPUBuffer {
+    return this.acquire(byteSize, usage, label, false);
+  }
+
+  /** createBuffer, skipping the fill of a pooled buffer when the caller overwrites all of it at once. */
+  private acquire(byteSize: number, usage: GPUBufferUsageFlags, label: string, overwritten: boolean): GPUBuffer {
     this.checkLive();
     const size = Math.max(4, Math.ceil(byteSize / 4) * 4);
     if (size > this.limits.maxBufferSize) {
       throw new GpuError(`${label}: ${size} bytes exceeds maxBufferSize ${this.limits.maxBufferSize}`);
     }
-    if (!this.poisonBuffers || usage & GPUBufferUsage.MAP_READ) return this.device.createBuffer({ size, usage, label });
-    const buf = this.device.createBuffer({ size, usage, label, mappedAtCreation: true });
-    new Uint8Array(buf.getMappedRange()).fill(0xff);
-    buf.unmap();
+    const pooled = this.free.get(`${size}:${usage}`)?.pop();
+    if (pooled) {
+      this.freeOrder.delete(pooled);
+      this.freeBytes -= size;
+      this.poolStats.reused++;
+      pooled.label = label;
+      if (!overwritten && !(usage & GPUBufferUsage.MAP_READ)) this.fill(pooled);
+      return pooled;
+    }
+    const poison = this.poisonBuffers && !(usage & GPUBufferUsage.MAP_READ);
+    const buf = this.device.createBuffer({ size, usage, label, mappedAtCreation: poison });
+    if (poison) {
+      new Uint8Array(buf.getMappedRange()).fill(0xff);
+      buf.unmap();
+    }
+    this.poolStats.created++;
+    if (usage & GPUBufferUsage.COPY_DST) {
+      const destroy = buf.destroy.bind(buf);
+      buf.destroy = () => {
+        this.release(buf, destroy);
+        return undefined;
+      };
+    }
     return buf;
+  }
+
+  /** A pooled buffer made to look new: zeros, or 0xFF bytes when poisoning. */
+  private fill(buf: GPUBuffer): void {
+    if (this.poisonBuffers) {
+      this.device.queue.writeBuffer(buf, 0, new Uint8Array(buf.size).fill(0xff));
+    } else {
+      const enc = this.device.createCommandEncoder({ label: "pool.clear" });
+      enc.clearBuffer(buf);
+      this.device.queue.submit([enc.finish()]);
+    }
+  }
+
+  /** A destroyed buffer into the pool (a second destroy is a no-op), oldest pooled ones destroyed beyond the cap. */
+  private release(buf: GPUBuffer, destroy: () => void): void {
+    if (this.freeOrder.has(buf)) return;
+    if (this.lost || buf.size > POOL_MAX_FREE_BYTES || buf.mapState !== "unmapped") {
+      destroy();
+      return;
+    }
+    const key = `${buf.size}:${buf.usage}`;
+    let list = this.free.get(key);
+    if (!list) this.free.set(key, (list = []));
+    list.push(buf);
+    this.freeOrder.set(buf, destroy);
+    this.freeBytes += buf.size;
+    for (const [old, destroyOld] of this.freeOrder) {
+      if (this.freeBytes <= POOL_MAX_FREE_BYTES) break;
+      const l = this.free.get(`${old.size}:${old.usage}`)!;
+      l.splice(l.indexOf(old), 1);
+      this.freeOrder.delete(old);
+      this.freeBytes -= old.size;
+      destroyOld();
+    }
+  }
+
+  /** Destroys every pooled buffer (the device memory they hold is released). */
+  trimPool(): void {
+    for (const destroy of this.freeOrder.values()) destroy();
+    this.freeOrder.clear();
+    this.free.clear();
+    this.freeBytes = 0;
+  }
+
+  /** Bytes held by released buffers waiting in the pool. */
+  get pooledBytes(): number {
+    return this.freeBytes;
   }
 
   /** A storage buffer (by default) holding a copy of data. */
   upload(data: ArrayBufferView, label = "upload", usage: GPUBufferUsageFlags = GPUBufferUsage.STORAGE): GPUBuffer {
-    const buf = this.createBuffer(data.byteLength, usage | GPUBufferUsage.COPY_DST, label);
+    const buf = this.acquire(data.byteLength, usage | GPUBufferUsage.COPY_DST, label, data.byteLength > 0);
     if (data.byteLength > 0) {
       if (data.byteLength % 4 === 0) {
         this.device.queue.writeBuffer(buf, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
@@ -264,7 +356,7 @@ export class Gpu {
       offsets.push(size);
       size += Math.max(4, Math.ceil(it.byteLength / 4) * 4);
     }
-    const staging = this.createBuffer(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "readback");
+    const staging = this.acquire(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "readback", true);
     try {
       await this.run(
         "readback",
@@ -288,6 +380,7 @@ export class Gpu {
   /** Destroys the device and releases Dawn; the process can exit right after. Idempotent. */
   destroy(): void {
     if (this.destroyed) return;
+    this.trimPool();
     this.destroyed = true;
     this.lost = true;
     this.lostMessage = "WebGPU device destroyed";

@@ -1,7 +1,7 @@
-/** The WebGPU runtime (src/gpu/): adapter, errors, pipeline cache, loss fallback, row chunking, exit. */
+/** The WebGPU runtime (src/gpu/): adapter, errors, pipeline cache, buffer pool, loss fallback, row chunking, exit. */
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { acquireGpu, type Gpu, GpuError, GpuLostError, gpuOrCpu } from "../../src/gpu/device.js";
+import { acquireGpu, type Gpu, GpuError, GpuLostError, gpuOrCpu, POOL_MAX_FREE_BYTES } from "../../src/gpu/device.js";
 import { chunkIndptr, rowChunks } from "../../src/gpu/chunking.js";
 import { randomCsr, testGpu } from "./util.js";
 
@@ -66,6 +66,60 @@ describe("Gpu", () => {
     const err = gpu.run("no bindings", [{ pipeline, bindings: [], workgroups: 1 }]);
     await expect(err).rejects.toBeInstanceOf(GpuError);
     await expect(gpu.run("no bindings", [{ pipeline, bindings: [], workgroups: 1 }])).rejects.toThrow(/validation/);
+  });
+
+  it("pools destroyed buffers by exact size and usage, handing them out zeroed", async () => {
+    const g = await acquireGpu();
+    try {
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+      const a = g.upload(Float32Array.of(1, 2, 3, 4), "a", usage);
+      a.destroy();
+      a.destroy(); // a second destroy must not pool it twice
+      expect(g.pooledBytes).toBe(16);
+      const created = g.poolStats.created;
+      const b = g.createBuffer(16, usage, "b");
+      expect(b).toBe(a);
+      expect(g.poolStats.created).toBe(created);
+      expect(g.poolStats.reused).toBe(1);
+      expect(Array.from(new Float32Array(await g.readback(b, 16)))).toEqual([0, 0, 0, 0]);
+      const afterReadback = g.poolStats.created; // + the readback's staging buffer, pooled again
+      expect(afterReadback).toBe(created + 1);
+      const c = g.createBuffer(16, usage, "c"); // the pool is empty again: a new buffer
+      expect(c).not.toBe(a);
+      const d = g.createBuffer(20, usage, "d"); // another size: not the pooled one
+      const e = g.createBuffer(16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "e"); // another usage
+      for (const x of [b, c, d, e]) x.destroy();
+      expect(g.poolStats.created).toBe(afterReadback + 3);
+      // An upload into a pooled buffer holds the new data, not zeros or the old contents.
+      const f = g.upload(Float32Array.of(5, 6, 7, 8), "f", usage);
+      expect(Array.from(new Float32Array(await g.readback(f, 16)))).toEqual([5, 6, 7, 8]);
+      f.destroy();
+      g.trimPool();
+      expect(g.pooledBytes).toBe(0);
+    } finally {
+      g.destroy();
+    }
+  });
+
+  it("keeps the pool under its byte cap (oldest destroyed first) and poisons reused buffers when asked", async () => {
+    const g = await acquireGpu({ poisonBuffers: true });
+    try {
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+      const big = POOL_MAX_FREE_BYTES / 4;
+      const bufs = Array.from({ length: 5 }, (_, i) => g.createBuffer(big + 4 * i, usage, `big${i}`));
+      for (const b of bufs) b.destroy();
+      expect(g.pooledBytes).toBeLessThanOrEqual(POOL_MAX_FREE_BYTES);
+      // The first released (oldest) went; the last ones stay.
+      expect(g.createBuffer(big + 16, usage, "again")).toBe(bufs[4]);
+      const small = g.upload(Uint32Array.of(1, 2), "s", usage);
+      small.destroy();
+      const reused = g.createBuffer(8, usage, "s2");
+      expect(reused).toBe(small);
+      expect(Array.from(new Uint32Array(await g.readback(reused, 8)))).toEqual([0xffffffff, 0xffffffff]);
+    } finally {
+      g.destroy();
+    }
+    expect(g.pooledBytes).toBe(0);
   });
 
   it("splits large workgroup counts into a 2-D grid", () => {

@@ -33,10 +33,20 @@ export interface Knn {
   distances: Float32Array;
 }
 
-/** Reference rows per tile: 128 × 50 float64 = 50 KB, within L2 on anything current. */
+/** Rows per tile: 128 × 50 float64 = 50 KB, so a query tile and a reference tile sit in L2 together. */
 const TILE = 128;
+/** Below this many points the default is one thread (measured: at 2,000 × 50 the scan takes ~0.1 s, two workers' start-up ~0.05 s). */
+const EXACT_PARALLEL_MIN_N = 2_000;
 
-export function knnExactCpu(points: Float32Array, n: number, d: number, k: number): Knn {
+/**
+ * Threads: `threads` participants (default: os.availableParallelism() capped at MAX_THREADS when
+ * n ≥ EXACT_PARALLEL_MIN_N, else 1) — this thread plus worker_threads over SharedArrayBuffers (the
+ * runtime knnApproxCpu uses), claiming (query tile, reference tile) pairs from a shared counter.
+ * Each pair of points is still computed once and offered to both lists, a list taking a per-point
+ * spin lock to insert. The lists are the best k − 1 of everything offered under a strict order on
+ * (squared distance, index), so the output is byte-identical for every thread count.
+ */
+export function knnExactCpu(points: Float32Array, n: number, d: number, k: number, opts: { threads?: number } = {}): Knn {
   if (!Number.isInteger(n) || !Number.isInteger(d) || !Number.isInteger(k) || n < 1 || d < 1) {
     throw new RangeError(`knnExactCpu: n, d must be positive integers (got n=${n}, d=${d}, k=${k})`);
   }
@@ -44,33 +54,17 @@ export function knnExactCpu(points: Float32Array, n: number, d: number, k: numbe
   if (points.length !== n * d) {
     throw new RangeError(`knnExactCpu: points has ${points.length} values, expected n*d = ${n * d}`);
   }
-  const x = Float64Array.from(points);
   const m = k - 1; // neighbours besides self
-  // Per query: the best m others so far, sorted ascending by (squared distance, index).
-  const bestD = new Float64Array(n * m).fill(Infinity);
-  const bestI = new Int32Array(n * m).fill(0x7fffffff);
+  const W = m === 0 ? 1 : defaultThreads(opts.threads, n, EXACT_PARALLEL_MIN_N);
+  const S = exactState(n, d, m, W);
+  S.x.set(points);
 
   if (m > 0) {
-    // Rows in pairs: a 2 × 2 block of (query, reference) rows reuses each load twice.
-    const nEven = n - (n & 1);
-    for (let j0 = 0; j0 < nEven; j0 += TILE) {
-      const j1 = Math.min(nEven, j0 + TILE);
-      for (let i = 0; i < j1; i += 2) {
-        if (i >= j0) {
-          const s = dist2(x, i * d, (i + 1) * d, d);
-          offer(bestD, bestI, i * m, m, s, i + 1);
-          offer(bestD, bestI, (i + 1) * m, m, s, i);
-        }
-        for (let j = Math.max(j0, i + 2); j < j1; j += 2) block2x2(x, d, i, j, bestD, bestI, m);
-      }
-    }
-    if (n & 1) {
-      const last = n - 1;
-      for (let j = 0; j < last; j++) {
-        const s = dist2(x, last * d, j * d, d);
-        offer(bestD, bestI, last * m, m, s, j);
-        offer(bestD, bestI, j * m, m, s, last);
-      }
+    startWorkers(S, exactKernel);
+    try {
+      runPhase(S, exactKernel, PHASE_EXACT_PAIRS, 0, "knnExactCpu");
+    } finally {
+      stopWorkers(S);
     }
   }
 
@@ -80,115 +74,222 @@ export function knnExactCpu(points: Float32Array, n: number, d: number, k: numbe
     indices[i * k] = i;
     distances[i * k] = 0;
     for (let r = 0; r < m; r++) {
-      indices[i * k + 1 + r] = bestI[i * m + r];
-      distances[i * k + 1 + r] = Math.sqrt(bestD[i * m + r]);
+      indices[i * k + 1 + r] = S.bestI[i * m + r];
+      distances[i * k + 1 + r] = Math.sqrt(S.bestD[i * m + r]);
     }
   }
   return { n, k, indices, distances };
 }
 
+/** What knnExactCpu's participants share. */
+interface ExactState extends Team {
+  n: number;
+  d: number;
+  m: number;
+  tile: number;
+  /** n × d points, float64. */
+  x: Float64Array;
+  /** Per point: the best m others so far, sorted ascending by (squared distance, index). */
+  bestD: Float64Array;
+  bestI: Int32Array;
+  locks: Int32Array;
+  /** The next unclaimed tile pair. */
+  next: Int32Array;
+}
+
+function exactState(n: number, d: number, m: number, W: number): ExactState {
+  const bestD = typedArray(Float64Array, 8, n * m, W);
+  bestD.fill(Infinity);
+  const bestI = typedArray(Int32Array, 4, n * m, W);
+  bestI.fill(0x7fffffff);
+  return {
+    W,
+    ctrl: typedArray(Int32Array, 4, CTRL_RESULT + W, W),
+    n,
+    d,
+    m,
+    tile: TILE,
+    x: typedArray(Float64Array, 8, n * d, W),
+    bestD,
+    bestI,
+    locks: typedArray(Int32Array, 4, W > 1 ? n : 0, W),
+    next: typedArray(Int32Array, 4, 1, W),
+  };
+}
+
+const PHASE_EXACT_PAIRS = 0;
+
 /**
- * Squared distance Σ(x_i − x_j)², float64, two accumulators (even / odd coordinates) and a
- * trailing odd coordinate added last. block2x2 sums in exactly this order, so a pair's distance
- * does not depend on which path computed it: exact duplicates tie exactly, and the tie goes by index.
+ * Participant w's share of the exact scan: (query tile a, reference tile b) pairs, a ≤ b, over the
+ * first nEven = n − (n mod 2) rows, claimed one at a time in the order b = 0, 1, … (a = 0..b within
+ * b, so a reference tile stays in cache while the query tiles stream past it). Rows go two by two
+ * (a 2 × 2 register block reuses each load twice: ~1.8× faster than one pair at a time in V8); a
+ * diagonal pair (a = b) also takes the pairs (i, i+1) and, for odd n, the last row against its rows.
+ * Self-contained — no outside names — because workers run it from its source text.
  */
-function dist2(x: Float64Array, io: number, jo: number, d: number): number {
-  let s0 = 0;
-  let s1 = 0;
-  let t = 0;
-  for (; t + 1 < d; t += 2) {
-    const a = x[io + t] - x[jo + t];
-    const b = x[io + t + 1] - x[jo + t + 1];
-    s0 += a * a;
-    s1 += b * b;
+function exactKernel(S: ExactState, phase: number, _w: number, _arg: number): number {
+  if (phase !== 0) throw new Error(`knnExactCpu: unknown phase ${phase}`);
+  const n = S.n;
+  const d = S.d;
+  const m = S.m;
+  const W = S.W;
+  const tile = S.tile;
+  const x = S.x;
+  const bestD = S.bestD;
+  const bestI = S.bestI;
+  const locks = S.locks;
+  const nEven = n - (n & 1);
+  const nTiles = Math.ceil(nEven / tile);
+  const units = (nTiles * (nTiles + 1)) / 2;
+  for (let u = Atomics.add(S.next, 0, 1); u < units; u = Atomics.add(S.next, 0, 1)) {
+    let b = Math.floor((Math.sqrt(8 * u + 1) - 1) / 2);
+    while (((b + 1) * (b + 2)) / 2 <= u) b++;
+    while ((b * (b + 1)) / 2 > u) b--;
+    const a = u - (b * (b + 1)) / 2;
+    const i0 = a * tile;
+    const i1 = Math.min(nEven, i0 + tile);
+    const j0 = b * tile;
+    const j1 = Math.min(nEven, j0 + tile);
+    if (a === b) {
+      for (let i = i0; i < i1; i += 2) {
+        const s = dist2(i * d, (i + 1) * d);
+        offer(i, s, i + 1);
+        offer(i + 1, s, i);
+        for (let j = i + 2; j < j1; j += 2) block2x2(i, j);
+      }
+      if (n & 1) {
+        const last = n - 1;
+        for (let j = j0; j < j1; j++) {
+          const s = dist2(last * d, j * d);
+          offer(last, s, j);
+          offer(j, s, last);
+        }
+      }
+    } else {
+      for (let i = i0; i < i1; i += 2) for (let j = j0; j < j1; j += 2) block2x2(i, j);
+    }
   }
-  if (t < d) {
-    const a = x[io + t] - x[jo + t];
-    s0 += a * a;
-  }
-  return s0 + s1;
-}
+  return 0;
 
-/** Distances between rows {i, i+1} and {j, j+1}, each offered to both ends. */
-function block2x2(x: Float64Array, d: number, i: number, j: number, bestD: Float64Array, bestI: Int32Array, m: number): void {
-  const io = i * d;
-  const ip = io + d;
-  const jo = j * d;
-  const jp = jo + d;
-  let a0 = 0;
-  let a1 = 0;
-  let b0 = 0;
-  let b1 = 0;
-  let c0 = 0;
-  let c1 = 0;
-  let e0 = 0;
-  let e1 = 0;
-  let t = 0;
-  for (; t + 1 < d; t += 2) {
-    const x0 = x[io + t];
-    const x1 = x[io + t + 1];
-    const y0 = x[ip + t];
-    const y1 = x[ip + t + 1];
-    const u0 = x[jo + t];
-    const u1 = x[jo + t + 1];
-    const v0 = x[jp + t];
-    const v1 = x[jp + t + 1];
-    let q = x0 - u0;
-    a0 += q * q;
-    q = x1 - u1;
-    a1 += q * q;
-    q = x0 - v0;
-    b0 += q * q;
-    q = x1 - v1;
-    b1 += q * q;
-    q = y0 - u0;
-    c0 += q * q;
-    q = y1 - u1;
-    c1 += q * q;
-    q = y0 - v0;
-    e0 += q * q;
-    q = y1 - v1;
-    e1 += q * q;
+  /**
+   * Squared distance Σ(x_i − x_j)², float64, two accumulators (even / odd coordinates) and a
+   * trailing odd coordinate added last. block2x2 sums in exactly this order, so a pair's distance
+   * does not depend on which path computed it: exact duplicates tie exactly, and the tie goes by index.
+   */
+  function dist2(io: number, jo: number): number {
+    let s0 = 0;
+    let s1 = 0;
+    let t = 0;
+    for (; t + 1 < d; t += 2) {
+      const a = x[io + t] - x[jo + t];
+      const b = x[io + t + 1] - x[jo + t + 1];
+      s0 += a * a;
+      s1 += b * b;
+    }
+    if (t < d) {
+      const a = x[io + t] - x[jo + t];
+      s0 += a * a;
+    }
+    return s0 + s1;
   }
-  if (t < d) {
-    let q = x[io + t] - x[jo + t];
-    a0 += q * q;
-    q = x[io + t] - x[jp + t];
-    b0 += q * q;
-    q = x[ip + t] - x[jo + t];
-    c0 += q * q;
-    q = x[ip + t] - x[jp + t];
-    e0 += q * q;
-  }
-  const sa = a0 + a1;
-  const sb = b0 + b1;
-  const sc = c0 + c1;
-  const se = e0 + e1;
-  offer(bestD, bestI, i * m, m, sa, j);
-  offer(bestD, bestI, i * m, m, sb, j + 1);
-  offer(bestD, bestI, (i + 1) * m, m, sc, j);
-  offer(bestD, bestI, (i + 1) * m, m, se, j + 1);
-  offer(bestD, bestI, j * m, m, sa, i);
-  offer(bestD, bestI, (j + 1) * m, m, sb, i);
-  offer(bestD, bestI, j * m, m, sc, i + 1);
-  offer(bestD, bestI, (j + 1) * m, m, se, i + 1);
-}
 
-/** Insert (s, j) into the sorted buffer at [o, o+m) if it beats the current worst. */
-function offer(bestD: Float64Array, bestI: Int32Array, o: number, m: number, s: number, j: number): void {
-  const last = o + m - 1;
-  const wd = bestD[last];
-  if (s > wd || (s === wd && j > bestI[last])) return;
-  let p = last;
-  while (p > o) {
-    const pd = bestD[p - 1];
-    if (pd < s || (pd === s && bestI[p - 1] < j)) break;
-    bestD[p] = pd;
-    bestI[p] = bestI[p - 1];
-    p--;
+  /** Distances between rows {i, i+1} and {j, j+1}, each offered to both ends. */
+  function block2x2(i: number, j: number): void {
+    const io = i * d;
+    const ip = io + d;
+    const jo = j * d;
+    const jp = jo + d;
+    let a0 = 0;
+    let a1 = 0;
+    let b0 = 0;
+    let b1 = 0;
+    let c0 = 0;
+    let c1 = 0;
+    let e0 = 0;
+    let e1 = 0;
+    let t = 0;
+    for (; t + 1 < d; t += 2) {
+      const x0 = x[io + t];
+      const x1 = x[io + t + 1];
+      const y0 = x[ip + t];
+      const y1 = x[ip + t + 1];
+      const u0 = x[jo + t];
+      const u1 = x[jo + t + 1];
+      const v0 = x[jp + t];
+      const v1 = x[jp + t + 1];
+      let q = x0 - u0;
+      a0 += q * q;
+      q = x1 - u1;
+      a1 += q * q;
+      q = x0 - v0;
+      b0 += q * q;
+      q = x1 - v1;
+      b1 += q * q;
+      q = y0 - u0;
+      c0 += q * q;
+      q = y1 - u1;
+      c1 += q * q;
+      q = y0 - v0;
+      e0 += q * q;
+      q = y1 - v1;
+      e1 += q * q;
+    }
+    if (t < d) {
+      let q = x[io + t] - x[jo + t];
+      a0 += q * q;
+      q = x[io + t] - x[jp + t];
+      b0 += q * q;
+      q = x[ip + t] - x[jo + t];
+      c0 += q * q;
+      q = x[ip + t] - x[jp + t];
+      e0 += q * q;
+    }
+    const sa = a0 + a1;
+    const sb = b0 + b1;
+    const sc = c0 + c1;
+    const se = e0 + e1;
+    offer(i, sa, j);
+    offer(i, sb, j + 1);
+    offer(i + 1, sc, j);
+    offer(i + 1, se, j + 1);
+    offer(j, sa, i);
+    offer(j + 1, sb, i);
+    offer(j, sc, i + 1);
+    offer(j + 1, se, i + 1);
   }
-  bestD[p] = s;
-  bestI[p] = j;
+
+  /**
+   * Offers j at squared distance s to p's list. The unlocked first test reads the list's worst,
+   * which only ever decreases (every write moves a smaller entry into a slot), so a stale value
+   * only sends more offers on to the locked test.
+   */
+  function offer(p: number, s: number, j: number): void {
+    if (s > bestD[p * m + m - 1]) return;
+    if (W === 1) {
+      insert(p * m, s, j);
+      return;
+    }
+    while (Atomics.compareExchange(locks, p, 0, 1) !== 0);
+    insert(p * m, s, j);
+    Atomics.store(locks, p, 0);
+  }
+
+  /** Inserts (s, j) into the sorted buffer at [o, o+m) if it beats the current worst. */
+  function insert(o: number, s: number, j: number): void {
+    const last = o + m - 1;
+    const wd = bestD[last];
+    if (s > wd || (s === wd && j > bestI[last])) return;
+    let p = last;
+    while (p > o) {
+      const pd = bestD[p - 1];
+      if (pd < s || (pd === s && bestI[p - 1] < j)) break;
+      bestD[p] = pd;
+      bestI[p] = bestI[p - 1];
+      p--;
+    }
+    bestD[p] = s;
+    bestI[p] = j;
+  }
 }
 
 /** Reference rows per dispatch: bounds one dispatch's run time (lavapipe runs it on the CPU). */
@@ -337,7 +438,7 @@ export function knnApproxCpu(
   const seed = opts.seed ?? 0;
   const maxIterations = opts.maxIterations ?? Math.max(5, Math.round(Math.log2(n)));
   const delta = opts.delta ?? 0.001;
-  const W = Math.max(1, Math.floor(opts.threads ?? (n >= PARALLEL_MIN_N ? Math.min(MAX_THREADS, availableParallelism()) : 1)));
+  const W = defaultThreads(opts.threads, n, PARALLEL_MIN_N);
   const m = k - 1; // neighbours besides self
   const indices = new Int32Array(n * k);
   const distances = new Float32Array(n * k);
@@ -363,33 +464,22 @@ export function knnApproxCpu(
     S.orders[p] = p;
   }
 
-  const workers: Worker[] = [];
+  startWorkers(S, approxKernel);
   try {
-    if (W > 1) {
-      const source = workerSource();
-      for (let w = 1; w < W; w++) {
-        const worker = new Worker(source, { eval: true, workerData: { S, w } });
-        worker.unref();
-        workers.push(worker);
-      }
-    }
-    runPhase(S, PHASE_TREES, 0);
-    runPhase(S, PHASE_LEAVES, 0);
-    runPhase(S, PHASE_FILL, rng.nextU32() | 0);
-    runPhase(S, PHASE_CANON, 0);
+    const phase = (p: number, arg: number): number => runPhase(S, approxKernel, p, arg, "knnApproxCpu");
+    phase(PHASE_TREES, 0);
+    phase(PHASE_LEAVES, 0);
+    phase(PHASE_FILL, rng.nextU32() | 0);
+    phase(PHASE_CANON, 0);
     for (let iter = 0; iter < maxIterations; iter++) {
-      runPhase(S, PHASE_CANDIDATES, rng.nextU32() | 0);
-      runPhase(S, PHASE_MARK, 0);
-      runPhase(S, PHASE_JOIN, 0);
-      const updates = runPhase(S, PHASE_CANON, 0);
+      phase(PHASE_CANDIDATES, rng.nextU32() | 0);
+      phase(PHASE_MARK, 0);
+      phase(PHASE_JOIN, 0);
+      const updates = phase(PHASE_CANON, 0);
       if (updates < delta * n * k) break;
     }
   } finally {
-    if (W > 1) {
-      Atomics.store(S.ctrl, CTRL_PHASE, PHASE_QUIT);
-      Atomics.add(S.ctrl, CTRL_GEN, 1);
-      Atomics.notify(S.ctrl, CTRL_GEN);
-    }
+    stopWorkers(S);
   }
 
   // Back to input numbering; rows sorted by (squared distance, input index).
@@ -416,7 +506,6 @@ export function knnApproxCpu(
 const EXTRA = 10;
 /** Below this many points the default is one thread: starting workers costs more than it saves. */
 const PARALLEL_MIN_N = 50_000;
-const MAX_THREADS = 8;
 
 const PHASE_TREE0 = 0;
 const PHASE_TREES = 1;
@@ -426,22 +515,13 @@ const PHASE_CANON = 4;
 const PHASE_CANDIDATES = 5;
 const PHASE_MARK = 6;
 const PHASE_JOIN = 7;
-const PHASE_QUIT = 8;
-/** ctrl slots: generation (bumped to start a phase), phase, its argument, workers done, error flag, then one result per participant. */
-const CTRL_GEN = 0;
-const CTRL_PHASE = 1;
-const CTRL_ARG = 2;
-const CTRL_DONE = 3;
-const CTRL_ERROR = 4;
-const CTRL_RESULT = 5;
 
 /** Everything the phases share; typed arrays on SharedArrayBuffers when there are workers. */
-interface ApproxState {
+interface ApproxState extends Team {
   n: number;
   d: number;
   L: number;
   cap: number;
-  W: number;
   nTrees: number;
   /** pynndescent's default leaf size for k ≤ 30 would be 30; 48 makes fewer trees reach the same recall. */
   leafSize: number;
@@ -465,12 +545,10 @@ interface ApproxState {
   leafStart: Uint8Array;
   /** n ints of partition scratch per participant. */
   tmp: Int32Array;
-  ctrl: Int32Array;
 }
 
 function approxState(n: number, d: number, L: number, cap: number, W: number, nTrees: number): ApproxState {
-  const alloc = <T>(C: new (b: ArrayBufferLike) => T, bytesPer: number, len: number): T =>
-    new C(W > 1 ? new SharedArrayBuffer(bytesPer * len) : new ArrayBuffer(bytesPer * len));
+  const alloc = <T>(C: new (b: ArrayBufferLike) => T, bytesPer: number, len: number): T => typedArray(C, bytesPer, len, W);
   const hd = alloc(Float64Array, 8, n * L);
   hd.fill(Infinity);
   const hi = alloc(Int32Array, 4, n * L);
@@ -502,19 +580,68 @@ function approxState(n: number, d: number, L: number, cap: number, W: number, nT
   };
 }
 
+/*
+ * The worker runtime both kNN searches use: a state object (typed arrays on SharedArrayBuffers)
+ * handed to W − 1 worker_threads, and a kernel run by every participant phase by phase, this
+ * thread being participant 0, a barrier after each phase.
+ */
+
+const MAX_THREADS = 8;
+/** ctrl slots: generation (bumped to start a phase), phase, its argument, workers done, error flag, then one result per participant. */
+const CTRL_GEN = 0;
+const CTRL_PHASE = 1;
+const CTRL_ARG = 2;
+const CTRL_DONE = 3;
+const CTRL_ERROR = 4;
+const CTRL_RESULT = 5;
+const PHASE_QUIT = -1;
+
+/** What the runtime needs of a state: the participant count and ctrl (CTRL_RESULT + W slots). */
+interface Team {
+  W: number;
+  ctrl: Int32Array;
+}
+
+/** Participant w's share of a phase; self-contained (no outside names), as workers run it from its source text. */
+type Kernel<S extends Team> = (S: S, phase: number, w: number, arg: number) => number;
+
+/** `threads` if given, else availableParallelism() capped at MAX_THREADS from `minN` points up, else 1. */
+function defaultThreads(threads: number | undefined, n: number, minN: number): number {
+  return Math.max(1, Math.floor(threads ?? (n >= minN ? Math.min(MAX_THREADS, availableParallelism()) : 1)));
+}
+
+/** A typed array of `len` elements, on a SharedArrayBuffer when there are workers (W > 1). */
+function typedArray<T>(C: new (b: ArrayBufferLike) => T, bytesPer: number, len: number, W: number): T {
+  return new C(W > 1 ? new SharedArrayBuffer(bytesPer * len) : new ArrayBuffer(bytesPer * len));
+}
+
+/** Starts participants 1 .. W−1 (none when W = 1); they idle until runPhase and end at stopWorkers. */
+function startWorkers<S extends Team>(S: S, kernel: Kernel<S>): void {
+  if (S.W === 1) return;
+  const source = workerSource(kernel);
+  for (let w = 1; w < S.W; w++) new Worker(source, { eval: true, workerData: { S, w } }).unref();
+}
+
+function stopWorkers(S: Team): void {
+  if (S.W === 1) return;
+  Atomics.store(S.ctrl, CTRL_PHASE, PHASE_QUIT);
+  Atomics.add(S.ctrl, CTRL_GEN, 1);
+  Atomics.notify(S.ctrl, CTRL_GEN);
+}
+
 /** Runs one phase on every participant (this thread is participant 0) and returns the sum of their results. */
-function runPhase(S: ApproxState, phase: number, arg: number): number {
+function runPhase<S extends Team>(S: S, kernel: Kernel<S>, phase: number, arg: number, caller: string): number {
   const c = S.ctrl;
-  if (S.W === 1) return approxKernel(S, phase, 0, arg, S.x);
+  if (S.W === 1) return kernel(S, phase, 0, arg);
   Atomics.store(c, CTRL_PHASE, phase);
   Atomics.store(c, CTRL_ARG, arg);
   Atomics.store(c, CTRL_DONE, 0);
   Atomics.add(c, CTRL_GEN, 1);
   Atomics.notify(c, CTRL_GEN);
-  let total = approxKernel(S, phase, 0, arg, S.x);
+  let total = kernel(S, phase, 0, arg);
   for (;;) {
     const done = Atomics.load(c, CTRL_DONE);
-    if (Atomics.load(c, CTRL_ERROR) !== 0) throw new Error("knnApproxCpu: a worker thread failed (its error is on stderr)");
+    if (Atomics.load(c, CTRL_ERROR) !== 0) throw new Error(`${caller}: a worker thread failed (its error is on stderr)`);
     if (done === S.W - 1) break;
     Atomics.wait(c, CTRL_DONE, done, 1000);
   }
@@ -524,13 +651,13 @@ function runPhase(S: ApproxState, phase: number, arg: number): number {
 
 /**
  * A worker: waits for the generation counter to move, runs its share of the phase, reports. Built
- * from approxKernel's own source text, so it needs no separate file in the bundle or under tsx.
+ * from the kernel's own source text, so it needs no separate file in the bundle or under tsx.
  */
-function workerSource(): string {
+function workerSource<S extends Team>(kernel: Kernel<S>): string {
   return `"use strict";
 var __name = (f) => f;
 const { workerData } = require("node:worker_threads");
-const kernel = (${approxKernel.toString()});
+const kernel = (${kernel.toString()});
 const S = workerData.S;
 const w = workerData.w;
 const c = S.ctrl;
@@ -541,7 +668,7 @@ for (;;) {
   const phase = Atomics.load(c, ${CTRL_PHASE});
   if (phase === ${PHASE_QUIT}) break;
   try {
-    c[${CTRL_RESULT} + w] = kernel(S, phase, w, Atomics.load(c, ${CTRL_ARG}), S.x);
+    c[${CTRL_RESULT} + w] = kernel(S, phase, w, Atomics.load(c, ${CTRL_ARG}));
   } catch (e) {
     console.error(e);
     Atomics.store(c, ${CTRL_ERROR}, 1);
@@ -562,7 +689,7 @@ for (;;) {
  * counts cleared, returns how many entries entered since the last canonical layout; 5 candidate
  * samples (priority salt `arg`); 6 sampled new entries flagged old; 7 the local join.
  */
-function approxKernel(S: ApproxState, phase: number, w: number, arg: number, src: Float32Array): number {
+function approxKernel(S: ApproxState, phase: number, w: number, arg: number, src: Float32Array = S.x): number {
   const n = S.n;
   const d = S.d;
   const L = S.L;

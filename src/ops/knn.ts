@@ -35,8 +35,12 @@ export interface Knn {
 
 /** Rows per tile: 128 × 50 float64 = 50 KB, so a query tile and a reference tile sit in L2 together. */
 const TILE = 128;
-/** Below this many points the default is one thread (measured: at 2,000 × 50 the scan takes ~0.1 s, two workers' start-up ~0.05 s). */
-const EXACT_PARALLEL_MIN_N = 2_000;
+/**
+ * Below this many points the default is one thread. Measured on this 2-core VM: one worker's start
+ * (boot, then compiling the kernel from cold) costs 0.05–0.1 s, the one-thread scan of 2,000 × 50
+ * points 0.16–0.23 s CPU (a second thread breaks about even), of 4,000 × 50 0.6–0.85 s.
+ */
+const EXACT_PARALLEL_MIN_N = 4_000;
 
 /**
  * Threads: `threads` participants (default: os.availableParallelism() capped at MAX_THREADS when

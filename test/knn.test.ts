@@ -159,7 +159,7 @@ describe("knnExactCpu on 1, 2, 3 threads: byte-identical, and equal to the naive
     expect(Array.from(got.distances)).toEqual([0, 0, 0]);
   });
 
-  it("long enough for the workers to share the scan: 3,001 × 50 with ties and duplicates, threads 1, 2, 3 and default", () => {
+  it("long enough for the workers to share the scan: 3,001 × 50 with ties and duplicates, threads 1, 2, 3", () => {
     const n = 3001;
     const d = 50;
     const x = tiedPoints(n, d, 2, 5);
@@ -176,7 +176,7 @@ describe("knnExactCpu on 1, 2, 3 threads: byte-identical, and equal to the naive
       all.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
       expect(Array.from(one.indices.subarray(i * 15, i * 15 + 15))).toEqual([i, ...all.slice(0, 14).map((e) => e[1])]);
     }
-    for (const threads of [2, 3, undefined]) expect(sameBytes(knnExactCpu(x, n, d, 15, { threads }), one)).toBe(true);
+    for (const threads of [2, 3]) expect(sameBytes(knnExactCpu(x, n, d, 15, { threads }), one)).toBe(true);
   });
 
   it("pbmc3k's 50 reference PCs: threads 2 and 3 give threads 1's bytes", () => {

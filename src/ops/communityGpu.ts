@@ -5,12 +5,13 @@
  *   the round's start, then the strengths are re-summed as exact 64-bit fixed-point integers
  *   (order-free, so bit-identical run to run);
  * - DeviceLevels: the level loop — move, compact ids, (refine,) contract the graph
- *   (graphGpu.ts), repeat — with the graph and the partitions on the device throughout.
+ *   (graphGpu.ts), repeat — with the graph and the partitions on the device throughout (a level
+ *   too large for the contraction's hash tables is contracted on the host, same bytes).
  */
 import { GpuError, type Gpu, type Step } from "../gpu/device.js";
 import { exclusiveScanU32 } from "../gpu/scan.js";
 import type { WGraph } from "./communityCommon.js";
-import { contractGraphGpu, destroyGraph, fitsContractGpu, uploadGraph, type DeviceGraph } from "./graphGpu.js";
+import { contractGraphGpu, contractGraphHost, destroyGraph, fitsContractGpu, uploadGraph, type DeviceGraph } from "./graphGpu.js";
 
 /** Colours per round while many nodes move (simultaneous moves of neighbours are likely) … */
 const LM_MANY_COLOURS = 32;
@@ -188,8 +189,8 @@ export class DeviceLevels {
           if (!(nNext < g.n && g.n > nComm)) break;
         } else if (!(nComm < g.n && nComm > 1)) break;
         aggNode = keep(await ops.gather(aggNode, lab, n0));
-        if (!fitsContractGpu(gpu, g)) throw new GpuError(`${label}Gpu: aggregating a level of ${g.n} nodes and ${g.nArcs} arcs exceeds the device's binding limit`);
-        const next = await contractGraphGpu(gpu, g, lab, nNext, label);
+        // A level whose hash tables pass the binding limit (an SNN graph's first, typically) contracts on the host, with the same bytes.
+        const next = await (fitsContractGpu(gpu, g) ? contractGraphGpu : contractGraphHost)(gpu, g, lab, nNext, label);
         // Leiden: each aggregate node starts in the (unrefined) community of its members;
         // Louvain: as a singleton.
         const nextM = refine ? keep(await ops.scatter(lab, mc, g.n, nNext)) : undefined;

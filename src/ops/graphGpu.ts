@@ -234,6 +234,83 @@ export async function contractGraphGpu(gpu: Gpu, g: DeviceGraph, labels: GPUBuff
   }
 }
 
+/**
+ * contractGraphGpu's result computed on the host — the graph and labels read back, contracted in
+ * exact fixed point, uploaded — for a graph whose hash tables would not fit the binding limit
+ * (fitsContractGpu false; later, smaller levels contract on the device again). Same bytes as
+ * contractGraphGpu. `labels` needs COPY_SRC usage.
+ */
+export async function contractGraphHost(gpu: Gpu, g: DeviceGraph, labels: GPUBuffer, nLabels: number, label: string): Promise<DeviceGraph> {
+  const h = await readGraph(gpu, g);
+  const lab = new Uint32Array(await gpu.readback(labels, 4 * g.n));
+  const invS = 1 / g.S;
+  // Members by label, increasing node id (counting sort).
+  const start = new Uint32Array(nLabels + 1);
+  for (let v = 0; v < g.n; v++) {
+    if (lab[v] >= nLabels) throw new GpuError(`${label}: node ${v} has label ${lab[v]}, expected < ${nLabels}`);
+    start[lab[v] + 1]++;
+  }
+  for (let c = 0; c < nLabels; c++) start[c + 1] += start[c];
+  const members = new Uint32Array(g.n);
+  const fill = start.slice(0, nLabels);
+  for (let v = 0; v < g.n; v++) members[fill[lab[v]]++] = v;
+
+  const indptr = new Uint32Array(nLabels + 1);
+  const indices = new Uint32Array(h.indices.length);
+  const wqNum = new Float64Array(h.indices.length);
+  const kqNum = new Float64Array(nLabels);
+  const acc = new Float64Array(nLabels);
+  // Which label last touched each neighbour label (an arc of weight 0 still makes an entry, as on the device).
+  const seenBy = new Int32Array(nLabels).fill(-1);
+  const touched: number[] = [];
+  let nArcs = 0;
+  for (let c = 0; c < nLabels; c++) {
+    touched.length = 0;
+    for (let m = start[c]; m < start[c + 1]; m++) {
+      const v = members[m];
+      kqNum[c] += h.kq[v];
+      for (let k = h.indptr[v]; k < h.indptr[v + 1]; k++) {
+        const d = lab[h.indices[k]];
+        if (d === c) continue;
+        if (seenBy[d] !== c) {
+          seenBy[d] = c;
+          touched.push(d);
+        }
+        acc[d] += h.wq[k]; // integers below 2^52: exact in any order
+      }
+    }
+    touched.sort((x, y) => x - y);
+    for (const d of touched) {
+      indices[nArcs] = d;
+      wqNum[nArcs++] = acc[d];
+      acc[d] = 0;
+    }
+    indptr[c + 1] = nArcs;
+  }
+  const pairs = (x: Float64Array, len: number): Uint32Array => {
+    const out = new Uint32Array(2 * len);
+    for (let i = 0; i < len; i++) {
+      const hi = Math.floor(x[i] / TWO32);
+      out[2 * i] = x[i] - hi * TWO32;
+      out[2 * i + 1] = hi;
+    }
+    return out;
+  };
+  const wq = pairs(wqNum, nArcs);
+  const weights = new Float32Array(nArcs);
+  for (let k = 0; k < nArcs; k++) weights[k] = f32Weight(wq[2 * k], wq[2 * k + 1], invS);
+  return {
+    n: nLabels,
+    nArcs,
+    S: g.S,
+    indptr: gpu.upload(indptr, `${label}.indptr`, rw()),
+    indices: gpu.upload(indices.subarray(0, nArcs), `${label}.indices`, rw()),
+    wq: gpu.upload(wq, `${label}.wq`, rw()),
+    weights: gpu.upload(weights, `${label}.weights`, rw()),
+    kq: gpu.upload(pairs(kqNum, nLabels), `${label}.kq`, rw()),
+  };
+}
+
 export function destroyGraph(g: DeviceGraph): void {
   for (const b of [g.indptr, g.indices, g.wq, g.weights, g.kq]) b.destroy();
 }

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { acquireGpu, GpuError, type Gpu } from "../../src/gpu/device.js";
 import { aggregateGraph, type WGraph } from "../../src/ops/communityCommon.js";
-import { contractGraphGpu, destroyGraph, fitsContractGpu, fixedPointScale, readGraph, uploadGraph, type DeviceGraph } from "../../src/ops/graphGpu.js";
+import { contractGraphGpu, contractGraphHost, destroyGraph, fitsContractGpu, fixedPointScale, readGraph, uploadGraph, type DeviceGraph } from "../../src/ops/graphGpu.js";
 import { bytesEqual, rng, testGpu } from "./util.js";
 
 let gpu: Gpu;
@@ -280,6 +280,27 @@ describe("contractGraphGpu", () => {
     await expect(contract(fine, labels, 0)).rejects.toThrow(GpuError);
     await expect(contract(fine, labels, 51)).rejects.toThrow(GpuError);
     destroyGraph(fine);
+  });
+
+  it("contractGraphHost (the fallback past the binding limit) gives contractGraphGpu's bytes", async () => {
+    const cases: [Shape, number][] = [
+      [{ n: 400, degree: 10, decades: [-4, 2], selfLoops: 0.5 }, 8],
+      [{ n: 3000, degree: 15 }, 700],
+      [{ n: 300, degree: 4, isolated: 0.4, selfLoops: 0.2 }, 300],
+      [{ n: 200, degree: 6, decades: [-9, 0] }, 20], // weights that round to 0 still make entries
+    ];
+    for (const [i, [shape, N]] of cases.entries()) {
+      const g = randomGraph(shape, 40 + i);
+      const fine = uploadGraph(gpu, g, "contract.fine");
+      const labels = gpu.upload(randomLabels(g.n, N, 50 + i), "contract.labels", GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const onDevice = await contractGraphGpu(gpu, fine, labels, N, "contract.test");
+      const onHost = await contractGraphHost(gpu, fine, labels, N, "contract.test");
+      const [a, b] = [await readGraph(gpu, onDevice), await readGraph(gpu, onHost)];
+      expect(onHost.nArcs).toBe(onDevice.nArcs);
+      for (const key of ["indptr", "indices", "wq", "weights", "kq"] as const) expect(bytesEqual(a[key], b[key]), key).toBe(true);
+      for (const d of [onDevice, onHost, fine]) destroyGraph(d);
+      labels.destroy();
+    }
   });
 
   it("says a graph does not fit a small binding limit instead of crashing", async () => {

@@ -113,6 +113,26 @@ describe("leidenGpu on graphs with known answers", () => {
       expect(adjustedRandIndex(await leidenGpu(gpu, symmetric(240, edges), { resolution: 1, seed }), planted)).toBe(1);
     }
   });
+  it("a level too large for the device contraction is contracted on the host: the same partition", async () => {
+    const r = rng(7);
+    const block = (v: number) => Math.floor(v / 40);
+    const edges: [number, number, number][] = [];
+    for (let a = 0; a < 240; a++) {
+      for (let b = a + 1; b < 240; b++) if (r() < (block(a) === block(b) ? 0.3 : 0.02)) edges.push([a, b, 0.2 + 0.8 * r()]);
+    }
+    const g = symmetric(240, edges);
+    const nArcs = g.indptr[240];
+    // The first level's arcs fit (8 bytes each), its contraction's hash tables (24 bytes each) do not.
+    const limit = 16 * nArcs;
+    const small = await testGpu({ forceLimits: { maxStorageBufferBindingSize: limit }, poisonBuffers: true });
+    try {
+      for (const seed of [0, 1]) {
+        expect(Array.from(await leidenGpu(small, g, { resolution: 1, seed }))).toEqual(Array.from(await leidenGpu(gpu, g, { resolution: 1, seed })));
+      }
+    } finally {
+      small.destroy();
+    }
+  });
   it("isolated nodes stay singletons, numbered after larger communities", async () => {
     const g = symmetric(8, [...clique([1, 2, 3]), ...clique([5, 6, 7])]);
     expect(Array.from(await leidenGpu(gpu, g, { resolution: 1, seed: 0 }))).toEqual([2, 0, 0, 0, 3, 1, 1, 1]);

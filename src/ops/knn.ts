@@ -64,8 +64,8 @@ export function knnExactCpu(points: Float32Array, n: number, d: number, k: numbe
   S.x.set(points);
 
   if (m > 0) {
-    startWorkers(S, exactKernel);
     try {
+      startWorkers(S, exactKernel);
       runPhase(S, exactKernel, PHASE_EXACT_PAIRS, 0, "knnExactCpu");
     } finally {
       stopWorkers(S);
@@ -468,8 +468,8 @@ export function knnApproxCpu(
     S.orders[p] = p;
   }
 
-  startWorkers(S, approxKernel);
   try {
+    startWorkers(S, approxKernel);
     const phase = (p: number, arg: number): number => runPhase(S, approxKernel, p, arg, "knnApproxCpu");
     phase(PHASE_TREES, 0);
     phase(PHASE_LEAVES, 0);
@@ -619,7 +619,7 @@ function typedArray<T>(C: new (b: ArrayBufferLike) => T, bytesPer: number, len: 
   return new C(W > 1 ? new SharedArrayBuffer(bytesPer * len) : new ArrayBuffer(bytesPer * len));
 }
 
-/** Starts participants 1 .. W−1 (none when W = 1); they idle until runPhase and end at stopWorkers. */
+/** Starts participants 1 .. W−1 (none when W = 1); they idle until runPhase and end at stopWorkers (call it in a finally). */
 function startWorkers<S extends Team>(S: S, kernel: Kernel<S>): void {
   if (S.W === 1) return;
   const source = workerSource(kernel);

@@ -191,11 +191,13 @@ function connectedSpectral(graph: Csr, dim: number, solver: Required<SpectralOpt
   // Trivial eigenvector D^1/2·1 (eigenvalue 1), deflated exactly.
   const u0 = Float64Array.from(deg, Math.sqrt);
   scale(u0, 1 / Math.sqrt(dot(u0, u0)));
+  const { indptr, indices } = graph;
   const matvec = (x: Float64Array, y: Float64Array) => {
+    let k = indptr[0];
     for (let i = 0; i < n; i++) {
       let s = 0;
-      const b = graph.indptr[i + 1];
-      for (let k = graph.indptr[i]; k < b; k++) s += w[k] * x[graph.indices[k]];
+      const b = indptr[i + 1];
+      for (; k < b; k++) s += w[k] * x[indices[k]];
       y[i] = s;
     }
   };
@@ -237,15 +239,25 @@ function lanczosTop(
   let fresh = 0; // counter for deterministic replacement vectors
 
   // Orthogonalise x against `locked` and V[0..count-1] (twice); returns the coefficients' sum in coef.
+  // Modified Gram–Schmidt: each subtraction x −= c·v is fused with the next vector's dot product
+  // over the updated x (same operations in the same order as separate axpy and dot passes,
+  // one sweep over x instead of two).
   const orthogonalise = (x: Float64Array, count: number) => {
     coef.fill(0, 0, count);
     for (let pass = 0; pass < 2; pass++) {
-      axpy(x, -dot(locked, x), locked);
-      for (let i = 0; i < count; i++) {
-        const c = dot(basis(i), x);
-        coef[i] += c;
-        axpy(x, -c, basis(i));
+      const c0 = dot(locked, x);
+      if (count === 0) {
+        axpy(x, -c0, locked);
+        continue;
       }
+      // c: dot of V[i] with x after the subtractions before it.
+      let c = axpyDot(x, -c0, locked, 0, V, 0);
+      for (let i = 0; i < count - 1; i++) {
+        coef[i] += c;
+        c = axpyDot(x, -c, V, i * n, V, (i + 1) * n);
+      }
+      coef[count - 1] += c;
+      axpyAt(x, -c, V, (count - 1) * n);
     }
   };
   // A unit vector orthogonal to locked and V[0..count-1], from a fixed pseudo-random sequence.
@@ -378,6 +390,22 @@ function dot(x: Float64Array, y: Float64Array): number {
 
 function axpy(y: Float64Array, alpha: number, x: Float64Array): void {
   for (let i = 0; i < y.length; i++) y[i] += alpha * x[i];
+}
+
+/** y += alpha·a[aOff ..], where a[aOff ..] has y's length. */
+function axpyAt(y: Float64Array, alpha: number, a: Float64Array, aOff: number): void {
+  for (let i = 0; i < y.length; i++) y[i] += alpha * a[aOff + i];
+}
+
+/** y += alpha·a[aOff ..], then returns dot(b[bOff ..], y) of the updated y, in one sweep. */
+function axpyDot(y: Float64Array, alpha: number, a: Float64Array, aOff: number, b: Float64Array, bOff: number): number {
+  let s = 0;
+  for (let i = 0; i < y.length; i++) {
+    const v = y[i] + alpha * a[aOff + i];
+    y[i] = v;
+    s += b[bOff + i] * v;
+  }
+  return s;
 }
 
 function scale(x: Float64Array, alpha: number): void {

@@ -172,18 +172,22 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
   const gamma = 1;
   if (n === 0) return new Float32Array(0);
 
-  // Edge arrays in CSR order: head = row, tail = column.
+  // Edge ends in CSR order (head = row, tail = column) as offsets into emb; Int32 so that the hot
+  // loop's index arithmetic stays in small integers.
   const nEdges = pruned.indptr[n];
-  const head = new Uint32Array(nEdges);
-  for (let r = 0; r < n; r++) head.fill(r, pruned.indptr[r], pruned.indptr[r + 1]);
-  const tail = pruned.indices;
-  const epochsPerNegative = Float64Array.from(epochsPerSample, (v) => v / negativeRate);
+  const head2 = new Int32Array(nEdges);
+  for (let r = 0; r < n; r++) head2.fill(2 * r, pruned.indptr[r], pruned.indptr[r + 1]);
+  const tail2 = Int32Array.from(pruned.indices, (k) => 2 * k);
+  // epochs_per_negative_sample and epoch_of_next_negative_sample of each edge, side by side.
+  const negative = new Float64Array(2 * nEdges);
+  for (let e = 0; e < nEdges; e++) negative[2 * e] = negative[2 * e + 1] = epochsPerSample[e] / negativeRate;
   const schedule = new SampleSchedule(epochsPerSample, nEpochs);
-  const nextNegative = Float64Array.from(epochsPerNegative);
   const toVertex = n / 4294967296;
   // x^b by table (see powTable), hoisted into locals for the hot loop.
-  const { value: powValue, inverse: powInverse, c: powC } = powTable(b);
+  const { table: pow, c: powC } = powTable(b);
   const [c0, c1, c2, c3] = powC;
+  const bits = new Float64Array(1);
+  const bitsHi = new Uint32Array(bits.buffer, 4, 1);
 
   let alpha = initialAlpha;
   for (let epoch = 0; epoch < nEpochs; epoch++) {
@@ -193,18 +197,18 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
     const stop = start[epoch - schedule.first + 1];
     for (let q = start[epoch - schedule.first]; q < stop; q++) {
       const e = order[q];
-      const j = head[e] * 2;
-      const k = tail[e] * 2;
+      const j = head2[e];
+      const k = tail2[e];
       let dx = emb[j] - emb[k];
       let dy = emb[j + 1] - emb[k + 1];
       let d2 = dx * dx + dy * dy;
       if (d2 > 0) {
-        f64[0] = d2;
-        const bin = (u32[1] >>> (20 - POW_BITS)) - POW_LO;
+        bits[0] = d2;
+        const bin = (bitsHi[0] >>> (20 - POW_BITS)) - POW_LO;
         let pb: number;
-        if (bin >= 0 && bin < POW_SIZE) {
-          const t = d2 * powInverse[bin] - 1;
-          pb = powValue[bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
+        if (bin >>> 0 < POW_SIZE) {
+          const t = d2 * pow[2 * bin + 1] - 1;
+          pb = pow[2 * bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
         } else pb = Math.pow(d2, b);
         const coeff = (-2 * a * b * (pb / d2)) / (a * pb + 1);
         let gx = coeff * dx;
@@ -217,10 +221,10 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
         emb[k + 1] -= gy;
       }
 
-      const epn = epochsPerNegative[e];
-      const nNeg = Math.floor((epoch - nextNegative[e]) / epn);
+      const epn = negative[2 * e];
+      const nNeg = Math.floor((epoch - negative[2 * e + 1]) / epn);
       if (nNeg <= 0) continue;
-      nextNegative[e] += nNeg * epn;
+      negative[2 * e + 1] += nNeg * epn;
       // negativeBase and negativeDraw inlined (same arithmetic); x_j is kept in locals while its
       // negative samples move it, and a draw of j itself is a no-op as in the plain loop (d² = 0).
       let h = seedKey ^ e;
@@ -252,12 +256,12 @@ export function umapLayoutCpu(graph: Csr, opts: UmapOptions): Float32Array {
         dy = yj - emb[o + 1];
         d2 = dx * dx + dy * dy;
         if (d2 > 0) {
-          f64[0] = d2;
-          const bin = (u32[1] >>> (20 - POW_BITS)) - POW_LO;
+          bits[0] = d2;
+          const bin = (bitsHi[0] >>> (20 - POW_BITS)) - POW_LO;
           let pb: number;
-          if (bin >= 0 && bin < POW_SIZE) {
-            const t = d2 * powInverse[bin] - 1;
-            pb = powValue[bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
+          if (bin >>> 0 < POW_SIZE) {
+            const t = d2 * pow[2 * bin + 1] - 1;
+            pb = pow[2 * bin] * (1 + t * (c0 + t * (c1 + t * (c2 + t * c3))));
           } else pb = Math.pow(d2, b);
           const coeff = (2 * gamma * b) / ((0.001 + d2) * (a * pb + 1));
           const gx = coeff * dx;
@@ -404,8 +408,8 @@ function initialLayout(graph: Csr, dim: number, init: "spectral" | "random", rng
 }
 
 interface PowTable {
-  value: Float64Array;
-  inverse: Float64Array;
+  /** Per bin: x_start^b, then 1 / x_start. */
+  table: Float64Array;
   c: Float64Array;
 }
 
@@ -423,18 +427,17 @@ const POW_SIZE = 128 << POW_BITS;
  * 2^±64 the SGD loop falls back to Math.pow.
  */
 function powTable(b: number): PowTable {
-  const value = new Float64Array(POW_SIZE);
-  const inverse = new Float64Array(POW_SIZE);
+  const table = new Float64Array(2 * POW_SIZE);
   for (let i = 0; i < POW_SIZE; i++) {
     u32[0] = 0;
     u32[1] = (POW_LO + i) << (20 - POW_BITS);
-    value[i] = Math.pow(f64[0], b);
-    inverse[i] = 1 / f64[0];
+    table[2 * i] = Math.pow(f64[0], b);
+    table[2 * i + 1] = 1 / f64[0];
   }
   const c = new Float64Array(4);
   c[0] = b;
   for (let k = 1; k < 4; k++) c[k] = (c[k - 1] * (b - k)) / (k + 1);
-  return { value, inverse, c };
+  return { table, c };
 }
 
 /**

@@ -8,51 +8,8 @@ import type { Csr } from "../src/core/csr.js";
 import { adjustedRandIndex, modularity } from "../src/metrics/index.js";
 import { leidenCpu } from "../src/ops/leiden.js";
 import { JavaRandom, louvainCpu } from "../src/ops/louvain.js";
+import { clique, csrFromTriplets, median, symmetric } from "./helpers/graphs.js";
 import { datasetDir, readTsv, referenceDir } from "./helpers/reference.js";
-
-/** CSR from (i, j, w) triplets, column indices sorted within each row. */
-function csrFromTriplets(n: number, I: ArrayLike<number>, J: ArrayLike<number>, W: ArrayLike<number>): Csr {
-  const order = Array.from({ length: I.length }, (_, e) => e).sort((a, b) => I[a] - I[b] || J[a] - J[b]);
-  const indptr = new Float64Array(n + 1);
-  for (let e = 0; e < I.length; e++) indptr[I[e] + 1]++;
-  for (let i = 0; i < n; i++) indptr[i + 1] += indptr[i];
-  const indices = new Uint32Array(I.length);
-  const data = new Float32Array(I.length);
-  order.forEach((e, o) => {
-    indices[o] = J[e];
-    data[o] = W[e];
-  });
-  return { nRows: n, nCols: n, indptr, indices, data };
-}
-
-/** Undirected edge list -> symmetric CSR with both directions. */
-function symmetric(n: number, edges: [number, number, number?][]): Csr {
-  const I: number[] = [];
-  const J: number[] = [];
-  const W: number[] = [];
-  for (const [a, b, w = 1] of edges) {
-    I.push(a);
-    J.push(b);
-    W.push(w);
-    if (a !== b) {
-      I.push(b);
-      J.push(a);
-      W.push(w);
-    }
-  }
-  return csrFromTriplets(n, I, J, W);
-}
-
-function clique(nodes: number[]): [number, number][] {
-  const e: [number, number][] = [];
-  for (let a = 0; a < nodes.length; a++) for (let b = a + 1; b < nodes.length; b++) e.push([nodes[a], nodes[b]]);
-  return e;
-}
-
-function median(x: number[]): number {
-  const s = [...x].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 /** Labels are 0..c-1, sizes non-increasing, equal sizes ordered by smallest member. */
 function expectSizeOrdered(labels: Int32Array): void {
@@ -122,7 +79,7 @@ describe("synthetic graphs with known answers", () => {
     expect(Array.from(louvainCpu(g, { resolution: 1, seed: 0 }))).toEqual(expected);
   });
   it("empty graphs", () => {
-    const none = csrFromTriplets(0, [], [], []);
+    const none = symmetric(0, []);
     expect(leidenCpu(none, { resolution: 1, seed: 0 }).length).toBe(0);
     expect(louvainCpu(none, { resolution: 1, seed: 0 }).length).toBe(0);
     const edgeless = csrFromTriplets(4, [], [], []);

@@ -14,6 +14,7 @@ import { adjustedRandIndex, modularity } from "../../src/metrics/index.js";
 import { louvainCpu, louvainGpu } from "../../src/ops/louvain.js";
 import { referenceGraph } from "../helpers/pipelineRef.js";
 import { readTsv, referenceDir } from "../helpers/reference.js";
+import { clique, symmetric } from "../helpers/graphs.js";
 import { rng, testGpu } from "./util.js";
 
 let gpu: Gpu;
@@ -21,33 +22,6 @@ beforeAll(async () => {
   gpu = await testGpu({ poisonBuffers: true });
 });
 afterAll(() => gpu?.destroy());
-
-/** Undirected edge list (a, b, w = 1) -> symmetric CSR, both directions, columns sorted. */
-function symmetric(n: number, edges: [number, number, number?][]): Csr {
-  const rows: [number, number][][] = Array.from({ length: n }, () => []);
-  for (const [a, b, w = 1] of edges) {
-    rows[a].push([b, w]);
-    if (a !== b) rows[b].push([a, w]);
-  }
-  const indptr = new Float64Array(n + 1);
-  const indices: number[] = [];
-  const data: number[] = [];
-  rows.forEach((r, i) => {
-    r.sort((x, y) => x[0] - y[0]);
-    for (const [j, w] of r) {
-      indices.push(j);
-      data.push(w);
-    }
-    indptr[i + 1] = indices.length;
-  });
-  return { nRows: n, nCols: n, indptr, indices: Uint32Array.from(indices), data: Float32Array.from(data) };
-}
-
-function clique(nodes: number[]): [number, number][] {
-  const e: [number, number][] = [];
-  for (let a = 0; a < nodes.length; a++) for (let b = a + 1; b < nodes.length; b++) e.push([nodes[a], nodes[b]]);
-  return e;
-}
 
 /** Blocks of unequal sizes, p_in / p_out, random weights in [0.2, 1); returns graph and blocks. */
 function planted(seed: number, sizes: number[], pIn: number, pOut: number): { g: Csr; blocks: number[] } {

@@ -42,6 +42,8 @@ if [ "${1:-}" = "--pack" ]; then
     --exclude='*.map' --exclude='*.d.ts' --exclude='*.d.mts' --exclude='*.d.cts' node_modules
   # the reference outputs the GPU tests read (../shared does not travel)
   SH="${CELLGPU_SHARED:-../shared}"
+  # a fresh copy: cp -r into an existing folder would nest a second copy inside it
+  rm -rf .devpack/shared
   for d in reference/pbmc3k/scanpy_like reference/kang2018_ctrl_5donors/scanpy_like reference/pbmc_small_seurat datasets/pbmc_small_seurat; do
     mkdir -p ".devpack/shared/$(dirname "$d")" && cp -r "$SH/$d" ".devpack/shared/$d"
   done

@@ -44,7 +44,23 @@ export interface AcquireOptions {
   forceLimits?: { maxStorageBufferBindingSize?: number };
   /** Fill every new buffer with 0xFF bytes (NaN as f32, 2^32−1 as u32), so tests see unwritten outputs. */
   poisonBuffers?: boolean;
+  /**
+   * Time every dispatch on the device with timestamp queries (where the adapter has the
+   * 'timestamp-query' feature), summed per kernel: Gpu.kernelProfile(). Each run then waits for
+   * its timestamps too; for benchmarks, not for production runs.
+   */
+  profile?: boolean;
 }
+
+/** Device time of one kernel (WGSL file and entry point), summed over its dispatches. */
+export interface KernelTime {
+  kernel: string;
+  dispatches: number;
+  ms: number;
+}
+
+/** Timestamps per submission at most (two per dispatch); later dispatches of a larger run go untimed. */
+const MAX_TIMESTAMPS = 4096;
 
 /** One compute dispatch: bindings by binding number (holes skipped), workgroup count. */
 export interface Dispatch {
@@ -76,7 +92,9 @@ async function nodeNavigatorGpu(): Promise<NavigatorGpu> {
     throw new GpuError(`WebGPU is unavailable: the 'webgpu' npm package failed to load (${(e as Error).message}).`);
   }
   Object.assign(globalThis, mod.globals);
-  dawnInstance = mod.create([]);
+  // Unquantized timestamps (Dawn rounds them by default, a browser's defence against timing
+  // attacks) for the kernel profile.
+  dawnInstance = mod.create(["disable-dawn-features=timestamp_quantization"]);
   return dawnInstance;
 }
 
@@ -87,8 +105,10 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
     throw new GpuError(`No WebGPU adapter found. ${SOFTWARE_ADAPTER_HINT}`);
   }
   const a = adapter.limits;
+  const profile = (opts.profile ?? false) && adapter.features.has("timestamp-query");
   const device = await adapter.requestDevice({
     label: "cellgpu",
+    requiredFeatures: profile ? ["timestamp-query"] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
       maxBufferSize: a.maxBufferSize,
@@ -119,6 +139,7 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
   };
   const gpu = new Gpu(device, info, limits);
   gpu.poisonBuffers = opts.poisonBuffers ?? false;
+  gpu.profiling = profile;
   return gpu;
 }
 
@@ -130,6 +151,10 @@ export class Gpu {
   lost = false;
   lostMessage = "";
   poisonBuffers = false;
+  /** Whether dispatches are timed (acquireGpu's `profile`, where the adapter can). */
+  profiling = false;
+  private readonly kernelTimes = new Map<string, KernelTime>();
+  private readonly kernelNames = new WeakMap<GPUComputePipeline, string>();
   /** Buffers created on the device and buffers handed out again from the pool. */
   readonly poolStats = { created: 0, reused: 0 };
   /**
@@ -181,6 +206,7 @@ export class Gpu {
 
   private async compile(code: string, entryPoint: string): Promise<GPUComputePipeline> {
     const label = `${entryPoint} (${firstLine(code)})`;
+    const kernel = `${firstLine(code).split(/\s/)[0]} ${entryPoint}`;
     const module = this.device.createShaderModule({ code, label });
     const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
     if (msgs.length) {
@@ -188,9 +214,11 @@ export class Gpu {
       const text = msgs.map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1]?.trim() ?? ""}`);
       throw new GpuError(`WGSL compile error in ${label}:\n${text.join("\n")}`);
     }
-    return this.scoped(`creating pipeline ${label}`, () =>
+    const pipeline = await this.scoped(`creating pipeline ${label}`, () =>
       this.device.createComputePipelineAsync({ label, layout: "auto", compute: { module, entryPoint } }),
     );
+    this.kernelNames.set(pipeline, kernel);
+    return pipeline;
   }
 
   /**
@@ -319,6 +347,7 @@ export class Gpu {
     this.checkLive();
     await this.scoped(label, async () => {
       const enc = this.device.createCommandEncoder({ label });
+      const timed = this.profiling ? this.startTimestamps(steps) : undefined;
       for (const s of steps) {
         if ("clear" in s) enc.clearBuffer(s.clear);
         else if ("copy" in s) enc.copyBufferToBuffer(s.copy.src, s.copy.srcOffset, s.copy.dst, s.copy.dstOffset, s.copy.size);
@@ -328,7 +357,10 @@ export class Gpu {
             if (buffer) entries.push({ binding, resource: { buffer } });
           });
           const group = this.device.createBindGroup({ label, layout: s.pipeline.getBindGroupLayout(0), entries });
-          const pass = enc.beginComputePass({ label });
+          const slot = timed?.slots.get(s);
+          const pass = enc.beginComputePass(
+            slot === undefined ? { label } : { label, timestampWrites: { querySet: timed!.querySet, beginningOfPassWriteIndex: 2 * slot, endOfPassWriteIndex: 2 * slot + 1 } },
+          );
           pass.setPipeline(s.pipeline);
           pass.setBindGroup(0, group);
           const [x, y] = this.grid(s.workgroups);
@@ -336,10 +368,59 @@ export class Gpu {
           pass.end();
         }
       }
+      if (timed) timed.resolve(enc);
       this.device.queue.submit([enc.finish()]);
       await this.device.queue.onSubmittedWorkDone();
+      if (timed) await timed.collect();
     });
     this.checkLive();
+  }
+
+  /** Timestamp slots for the run's first MAX_TIMESTAMPS / 2 dispatches, and how to read them into the profile. */
+  private startTimestamps(steps: Step[]) {
+    const dispatches = steps.filter((s): s is Dispatch => "pipeline" in s).slice(0, MAX_TIMESTAMPS / 2);
+    if (dispatches.length === 0) return undefined;
+    const count = 2 * dispatches.length;
+    const querySet = this.device.createQuerySet({ type: "timestamp", count, label: "profile" });
+    const resolved = this.device.createBuffer({ size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, label: "profile.resolve" });
+    const staging = this.device.createBuffer({ size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: "profile.read" });
+    const slots = new Map<Step, number>(dispatches.map((d, i) => [d, i]));
+    return {
+      querySet,
+      slots,
+      resolve: (enc: GPUCommandEncoder) => {
+        enc.resolveQuerySet(querySet, 0, count, resolved, 0);
+        enc.copyBufferToBuffer(resolved, 0, staging, 0, 8 * count);
+      },
+      collect: async () => {
+        try {
+          await staging.mapAsync(GPUMapMode.READ);
+          const t = new BigUint64Array(staging.getMappedRange());
+          dispatches.forEach((d, i) => {
+            const kernel = this.kernelNames.get(d.pipeline) ?? d.pipeline.label;
+            const entry = this.kernelTimes.get(kernel) ?? { kernel, dispatches: 0, ms: 0 };
+            // A timestamp pair can come back reversed or zero on some drivers: count it as 0.
+            entry.ms += t[2 * i + 1] > t[2 * i] ? Number(t[2 * i + 1] - t[2 * i]) / 1e6 : 0;
+            entry.dispatches++;
+            this.kernelTimes.set(kernel, entry);
+          });
+          staging.unmap();
+        } finally {
+          querySet.destroy();
+          resolved.destroy();
+          staging.destroy();
+        }
+      },
+    };
+  }
+
+  /** Device time per kernel since the last resetProfile(), largest first (empty unless profiling). */
+  kernelProfile(): KernelTime[] {
+    return [...this.kernelTimes.values()].map((k) => ({ ...k })).sort((a, b) => b.ms - a.ms);
+  }
+
+  resetProfile(): void {
+    this.kernelTimes.clear();
   }
 
   /** Copies byteLength bytes of a buffer (which needs COPY_SRC usage) back to the host. */

@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { acquireGpu, type Gpu, GpuError, GpuLostError, gpuOrCpu, POOL_MAX_FREE_BYTES } from "../../src/gpu/device.js";
 import { chunkIndptr, rowChunks } from "../../src/gpu/chunking.js";
-import { randomCsr, testGpu } from "./util.js";
+import { bytesEqual, randomCsr, testGpu } from "./util.js";
 
 const DOUBLE = `// double
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
@@ -120,6 +120,35 @@ describe("Gpu", () => {
       g.destroy();
     }
     expect(g.pooledBytes).toBe(0);
+  });
+
+  it("times dispatches per kernel with timestamp queries when asked, leaving results unchanged", async () => {
+    const prof = await acquireGpu({ profile: true });
+    try {
+      expect(prof.profiling).toBe(true); // lavapipe and current NVIDIA drivers have 'timestamp-query'
+      const pipeline = await prof.pipeline(DOUBLE, "main");
+      const n = 1 << 18;
+      const input = Float32Array.from({ length: n }, (_, i) => i % 7);
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+      const a = prof.upload(input, "a", usage);
+      const b = gpu.upload(input, "b", usage);
+      const step = (buf: GPUBuffer) => ({ pipeline, bindings: [buf], workgroups: n / 64 });
+      await prof.run("double x3", [step(a), { clear: prof.createBuffer(16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST) }, step(a), step(a)]);
+      const plain = await gpu.pipeline(DOUBLE, "main");
+      await gpu.run("double x3", [0, 1, 2].map(() => ({ pipeline: plain, bindings: [b], workgroups: n / 64 })));
+      expect(bytesEqual(new Uint8Array(await prof.readback(a)), new Uint8Array(await gpu.readback(b)))).toBe(true);
+      const profile = prof.kernelProfile();
+      expect(profile.map((k) => [k.kernel, k.dispatches])).toEqual([["double main", 3]]);
+      expect(profile[0].ms).toBeGreaterThan(0);
+      expect(profile[0].ms).toBeLessThan(60_000);
+      expect(gpu.kernelProfile()).toEqual([]); // not profiling: nothing recorded
+      prof.resetProfile();
+      expect(prof.kernelProfile()).toEqual([]);
+      a.destroy();
+      b.destroy();
+    } finally {
+      prof.destroy();
+    }
   });
 
   it("splits large workgroup counts into a 2-D grid", () => {

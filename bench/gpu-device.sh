@@ -129,12 +129,13 @@ graph() {
   fi
 }
 if [ "$SMALL" = 1 ]; then
-  graph 5k 240 --repeats 2
+  graph 5k 240 --repeats 2 --profile
 else
   # 50k: the CPU twins too (the CPU/device column); the exact kNN at 200k / 1M runs only if the
   # previous size's exact time × (n/n0)² is within --exact-max-s
   graph 50k 65 --cpu-max-cells 50k
-  graph 200k 55 --repeats 2 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-50k-$STAMP.json" --exact-max-s 30
+  # 200k with --profile: device time per kernel (the 1M timings stay free of the timestamp reads)
+  graph 200k 55 --repeats 2 --profile --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-50k-$STAMP.json" --exact-max-s 30
   graph 1M 105 --cpu-max-cells 0 --estimate-from "$OUTDIR/gpu-graph-200k-$STAMP.json" --exact-max-s 60
 fi
 

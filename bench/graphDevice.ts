@@ -31,7 +31,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { Csr } from "../src/core/csr.js";
 import { Rng } from "../src/core/random.js";
-import { acquireGpu, type Gpu } from "../src/gpu/device.js";
+import { acquireGpu, type Gpu, type KernelTime } from "../src/gpu/device.js";
 import { adjustedRandIndex, knnRecall, modularity } from "../src/metrics/index.js";
 import { fuzzySimplicialSetCpu, fuzzySimplicialSetGpu, snnGraphCpu, snnGraphGpu } from "../src/ops/connectivities.js";
 import { knnExactCpu, knnExactGpu, type Knn } from "../src/ops/knn.js";
@@ -66,6 +66,8 @@ export interface GraphDeviceOptions {
   estimateFrom?: string;
   seed: number;
   out?: string;
+  /** Time each kernel on the device (timestamp queries): per-step kernel tables; adds a little to each submission. */
+  profile?: boolean;
   log: (s: string) => void;
 }
 
@@ -87,6 +89,8 @@ export interface GraphRow {
   targetMs?: number;
   quality: Record<string, number | string | boolean>;
   note?: string;
+  /** With --profile: device time per kernel, summed over the step's timed runs. */
+  kernels?: KernelTime[];
 }
 
 export interface GraphReport {
@@ -264,7 +268,8 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     writeFileSync(o.out, JSON.stringify(report, null, 1) + "\n");
   };
 
-  const gpu = await acquireGpu();
+  const gpu = await acquireGpu({ profile: o.profile ?? false });
+  if (o.profile && !gpu.profiling) o.log("profile: the adapter has no 'timestamp-query' feature; no kernel times");
   report.adapter = gpu.info;
   report.limits = gpu.limits;
   const i = gpu.info;
@@ -335,9 +340,11 @@ export async function runGraph(o: GraphDeviceOptions): Promise<GraphReport> {
     }
     save();
     try {
+      gpu.resetProfile();
       const { t, out } = await timed(fn, o.repeats);
       r.device = t;
       r.status = "ok";
+      if (gpu.profiling) r.kernels = gpu.kernelProfile();
       save();
       if (quality) await quality(out, r);
       o.log(`${step}: device ${fmtT(t)}${Object.keys(r.quality).length ? `; ${JSON.stringify(r.quality)}` : ""}`);
@@ -517,5 +524,20 @@ export function graphMarkdown(r: GraphReport): string {
   out.push(`Adapter: ${a ? `${a.vendor} / ${a.architecture} / ${a.description}, fallback ${a.isFallbackAdapter}` : "none"}. Points: ${r.data.n} × ${r.data.dims} (mixture of ${r.data.clusters}), k = ${r.data.k}; built in ${fmtMs(r.data.buildMs)} ms. Warm-up (compilation, every device step on ${WARMUP_POINTS} points): ${fmtMs(r.warmupMs)} ms.`);
   if (r.deviceMemory) out.push(`Device memory requested after the warm-up: ${(r.deviceMemory.peakLiveBytes / 2 ** 20).toFixed(0)} MiB live at peak, ${(r.deviceMemory.requestedBytes / 2 ** 20).toFixed(0)} MiB in ${r.deviceMemory.buffers} buffers in all.`);
   out.push(`Wall time ${r.wallSeconds.toFixed(1)} s.`);
+  const profiled = r.rows.filter((x) => x.kernels?.length && x.device);
+  if (profiled.length) {
+    out.push("", "Device time per kernel (timestamp queries; per run, the step's runs averaged; the rest of the step's wall time is host work, transfers and waits):", "");
+    out.push("| step | kernel | dispatches | device ms | % of step wall |", "|---|---|---:|---:|---:|");
+    for (const x of profiled) {
+      const runs = x.device!.runs.length;
+      const wall = x.device!.runs.reduce((a, b) => a + b, 0) / runs;
+      const top = x.kernels!.slice(0, 6);
+      const rest = x.kernels!.slice(6);
+      if (rest.length) top.push({ kernel: `${rest.length} more`, dispatches: rest.reduce((a, k) => a + k.dispatches, 0), ms: rest.reduce((a, k) => a + k.ms, 0) });
+      const total = x.kernels!.reduce((a, k) => a + k.ms, 0) / runs;
+      for (const k of top) out.push(`| ${x.step} | ${k.kernel} | ${Math.round(k.dispatches / runs)} | ${(k.ms / runs).toFixed(2)} | ${((100 * k.ms) / runs / wall).toFixed(1)} |`);
+      out.push(`| ${x.step} | all kernels | | ${total.toFixed(2)} | ${((100 * total) / wall).toFixed(1)} |`);
+    }
+  }
   return out.join("\n") + "\n";
 }

@@ -642,7 +642,8 @@ program
   .option("--estimate-from <file>", "an earlier graph JSON whose exact-kNN time, scaled by (n/n0)^2, is the estimate")
   .option("--seed <n>", "seed of the points", "1")
   .option("--out <file>", "JSON result, rewritten after every step")
-  .action(async (o: { cells: string; repeats?: string; cpuRepeats: string; cpuMaxCells: string; recallQueries: string; deadlineS: string; exactMaxS: string; estimateFrom?: string; seed: string; out?: string }) => {
+  .option("--profile", "time each kernel on the device (timestamp queries) and print per-step kernel tables")
+  .action(async (o: { cells: string; repeats?: string; cpuRepeats: string; cpuMaxCells: string; recallQueries: string; deadlineS: string; exactMaxS: string; estimateFrom?: string; seed: string; out?: string; profile?: boolean }) => {
     const { runGraph } = await import("./graphDevice.js");
     const n = parseSize(o.cells);
     const r = await runGraph({
@@ -656,6 +657,7 @@ program
       estimateFrom: o.estimateFrom,
       seed: Number(o.seed),
       out: o.out,
+      profile: o.profile ?? false,
       log: (m) => process.stderr.write(m + "\n"),
     });
     process.stdout.write(r.markdown ?? "");

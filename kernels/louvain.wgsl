@@ -31,6 +31,14 @@
 // apply_totals — Bindings 0, 4, 5, 6, 7, 8. Workgroup 64, one invocation = one node: adopts
 //   choice[v] (counting a move in moves[P.slot]) and adds k_v and 1 to its community's totals
 //   (integer atomics with carry: exact, order-free). `comm` must be cleared before it runs.
+// batch_move / batch_refine — for small graphs (n ≤ the host's SMALL_LEVEL): one workgroup of 256
+//   runs a whole batch of 4 rounds × nColours sub-rounds (rounds P.round …) in one dispatch, each
+//   sub-round exactly as choose + clear + apply above (the same functions, the same order of
+//   effects: the phases are separated by storage and workgroup barriers instead of dispatches), so
+//   the result is bit-identical to the dispatch-per-phase path. Invocation lid handles nodes lid,
+//   lid + 256, …. Bindings 0–7 and 9 (batch_move never reads `part`, but reaches the code that
+//   does, so its layout has it; the host binds any read-only buffer); moves of round r are counted in
+//   comm[3n + r] (comm holds 3n + 4 words), so no eighth storage binding is needed.
 
 struct Params {
   n: u32, colour: u32, nColours: u32, seed: u32,
@@ -73,9 +81,9 @@ fn nodeStrength(v: u32) -> f32 {
   return fixedToF32(kq[2u * v], kq[2u * v + 1u]);
 }
 
-fn myColour(v: u32) -> bool {
-  let h = hash32(v ^ hash32(P.seed ^ hash32(P.round + 0x9e3779b9u)));
-  return h % P.nColours == P.colour;
+fn myColour(v: u32, colour: u32, round: u32) -> bool {
+  let h = hash32(v ^ hash32(P.seed ^ hash32(round + 0x9e3779b9u)));
+  return h % P.nColours == colour;
 }
 
 /** A singleton moving into a singleton of larger id stays (the pair would otherwise swap forever). */
@@ -90,9 +98,12 @@ fn singletonRule(a: u32, best: u32) -> u32 {
 fn choose_move(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) lid: u32) {
   let v = (wid.x + wid.y * nwg.x) * WG + lid;
-  if (v >= P.n) { return; }
+  if (v < P.n) { chooseMove(v, P.colour, P.round); }
+}
+
+fn chooseMove(v: u32, colour: u32, round: u32) {
   let a = memb[v];
-  if (!myColour(v)) {
+  if (!myColour(v, colour, round)) {
     choice[v] = a;
     return;
   }
@@ -132,9 +143,12 @@ fn choose_move(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
 fn choose_refine(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) lid: u32) {
   let v = (wid.x + wid.y * nwg.x) * WG + lid;
-  if (v >= P.n) { return; }
+  if (v < P.n) { chooseRefine(v, P.colour, P.round); }
+}
+
+fn chooseRefine(v: u32, colour: u32, round: u32) {
   let a = memb[v];
-  if (!myColour(v) || atomicLoad(&comm[3u * a + 2u]) != 1u) {
+  if (!myColour(v, colour, round) || atomicLoad(&comm[3u * a + 2u]) != 1u) {
     choice[v] = a;
     return;
   }
@@ -174,16 +188,51 @@ fn choose_refine(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
 fn apply_totals(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) lid: u32) {
   let v = (wid.x + wid.y * nwg.x) * WG + lid;
-  if (v >= P.n) { return; }
+  if (v < P.n && applyTotals(v)) { atomicAdd(&moves[P.slot], 1u); }
+}
+
+/** Adopts choice[v] and adds v to its community's totals; true if v moved. */
+fn applyTotals(v: u32) -> bool {
   let c = choice[v];
-  if (c != memb[v]) {
-    memb[v] = c;
-    atomicAdd(&moves[P.slot], 1u);
-  }
+  let moved = c != memb[v];
+  if (moved) { memb[v] = c; }
   let lo = kq[2u * v];
   let old = atomicAdd(&comm[3u * c], lo);
   let carry = select(0u, 1u, old + lo < old);
   let hi = kq[2u * v + 1u] + carry;
   if (hi != 0u) { atomicAdd(&comm[3u * c + 1u], hi); }
   atomicAdd(&comm[3u * c + 2u], 1u);
+  return moved;
+}
+
+const SMALL_WG: u32 = 256u;
+
+/** One batch of colour sub-rounds in one workgroup (batch_move / batch_refine); refine picks the chooser. */
+fn smallBatch(lid: u32, refine: bool) {
+  let n = P.n;
+  if (lid < 4u) { atomicStore(&comm[3u * n + lid], 0u); }
+  for (var r = 0u; r < 4u; r++) {
+    for (var colour = 0u; colour < P.nColours; colour++) {
+      for (var v = lid; v < n; v += SMALL_WG) {
+        if (refine) { chooseRefine(v, colour, P.round + r); } else { chooseMove(v, colour, P.round + r); }
+      }
+      storageBarrier();
+      for (var i = lid; i < 3u * n; i += SMALL_WG) { atomicStore(&comm[i], 0u); }
+      storageBarrier();
+      for (var v = lid; v < n; v += SMALL_WG) {
+        if (applyTotals(v)) { atomicAdd(&comm[3u * n + r], 1u); }
+      }
+      storageBarrier();
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn batch_move(@builtin(local_invocation_index) lid: u32) {
+  smallBatch(lid, false);
+}
+
+@compute @workgroup_size(256)
+fn batch_refine(@builtin(local_invocation_index) lid: u32) {
+  smallBatch(lid, true);
 }

@@ -21,6 +21,12 @@ const LM_FEW_MOVES = 100;
 // Measured on kang2018_ctrl_5donors / pbmc3k: 4 colours throughout merges clusters (Q 1 % below
 // leidenCpu's on some seeds); 16–32 colours while most nodes move give leidenCpu's quality.
 const LM_ROUNDS_PER_BATCH = 4;
+/**
+ * Graphs (levels) of at most this many nodes run a whole batch in one single-workgroup dispatch
+ * (batch_move / batch_refine, bit-identical to the dispatch-per-phase path): coarse levels have
+ * little parallelism, and 3 dispatches per colour per round cost more than the work.
+ */
+export const SMALL_LEVEL = 4096;
 const LM_MAX_ROUNDS = 200;
 
 /** Whether a graph with n nodes and this many arcs fits the device's binding limit. */
@@ -39,32 +45,36 @@ class GpuLocalMoving {
   private constructor(
     private readonly gpu: Gpu,
     readonly graph: DeviceGraph,
-    private readonly pipes: { move: GPUComputePipeline; refine: GPUComputePipeline; apply: GPUComputePipeline },
+    private readonly pipes: { move: GPUComputePipeline; refine: GPUComputePipeline; apply: GPUComputePipeline; batchMove: GPUComputePipeline; batchRefine: GPUComputePipeline },
     /** memb: community of each node; comm: (K lo, K hi, count) per community id, valid after every round. */
     readonly buffers: { memb: GPUBuffer; choice: GPUBuffer; comm: GPUBuffer; moves: GPUBuffer },
     private readonly consts: { gamma: number; invTw: number; seed: number },
     private readonly label: string,
     private readonly counter: RoundCounter,
+    private readonly smallLevel: number,
   ) {}
 
   /** A partition of a graph on the device (the graph stays the caller's). `label` names the caller in buffer labels and errors. */
-  static async onGraph(gpu: Gpu, g: DeviceGraph, gamma: number, tw: number, seed: number, label: string, counter: RoundCounter): Promise<GpuLocalMoving> {
+  static async onGraph(gpu: Gpu, g: DeviceGraph, gamma: number, tw: number, seed: number, label: string, counter: RoundCounter, smallLevel = SMALL_LEVEL): Promise<GpuLocalMoving> {
     const code = (await import("../../kernels/louvain.wgsl")).default;
-    const [move, refine, apply] = await Promise.all([gpu.pipeline(code, "choose_move"), gpu.pipeline(code, "choose_refine"), gpu.pipeline(code, "apply_totals")]);
+    const [move, refine, apply, batchMove, batchRefine] = await Promise.all(
+      ["choose_move", "choose_refine", "apply_totals", "batch_move", "batch_refine"].map((e) => gpu.pipeline(code, e)),
+    );
     const n = g.n;
     const rw = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     const buffers = {
       memb: gpu.createBuffer(4 * n, rw, `${label}.memb`),
       choice: gpu.createBuffer(4 * n, rw, `${label}.choice`),
-      comm: gpu.createBuffer(12 * n, rw, `${label}.comm`),
+      // 3 words per community, then the single-workgroup batch's 4 move counts
+      comm: gpu.createBuffer(12 * n + 16, rw, `${label}.comm`),
       moves: gpu.createBuffer(4 * (LM_ROUNDS_PER_BATCH + 1), rw, `${label}.moves`),
     };
-    return new GpuLocalMoving(gpu, g, { move, refine, apply }, buffers, { gamma, invTw: 1 / tw, seed: seed >>> 0 }, label, counter);
+    return new GpuLocalMoving(gpu, g, { move, refine, apply, batchMove, batchRefine }, buffers, { gamma, invTw: 1 / tw, seed: seed >>> 0 }, label, counter, smallLevel);
   }
 
   /** Local moving from the membership in buffers.memb. */
   async moveNodes(): Promise<void> {
-    await this.rounds(this.pipes.move, undefined);
+    await this.rounds(this.pipes.move, this.pipes.batchMove, undefined);
   }
 
   /**
@@ -75,11 +85,14 @@ class GpuLocalMoving {
   async refine(part: GPUBuffer): Promise<void> {
     const n = this.graph.n;
     this.gpu.device.queue.writeBuffer(this.buffers.memb, 0, Uint32Array.from({ length: n }, (_, i) => i));
-    await this.rounds(this.pipes.refine, part);
+    await this.rounds(this.pipes.refine, this.pipes.batchRefine, part);
   }
 
-  /** Colour rounds of `choose` + apply_totals until a round moves nothing or LM_MAX_ROUNDS. */
-  private async rounds(choose: GPUComputePipeline, part: GPUBuffer | undefined): Promise<void> {
+  /**
+   * Colour rounds of `choose` + apply_totals until a round moves nothing or LM_MAX_ROUNDS; a small
+   * graph runs each batch as one dispatch of `batch` instead.
+   */
+  private async rounds(choose: GPUComputePipeline, batch: GPUComputePipeline, part: GPUBuffer | undefined): Promise<void> {
     const { gpu, buffers: b, consts: c, graph: g } = this;
     const n = g.n;
     if (n === 0) return;
@@ -95,10 +108,20 @@ class GpuLocalMoving {
     } finally {
       init.destroy();
     }
+    const small = n <= this.smallLevel;
     for (let done = 0; done < LM_MAX_ROUNDS; done += LM_ROUNDS_PER_BATCH) {
       const steps: Step[] = [{ clear: b.moves }];
       const uniforms: GPUBuffer[] = [];
-      for (let r = 0; r < LM_ROUNDS_PER_BATCH; r++) {
+      if (small) {
+        const p = params(0, this.counter.rounds, 0);
+        uniforms.push(p);
+        steps.push(
+          // batch_move reaches the refinement's code too, so its layout has `part`: any read-only buffer (never read).
+          { pipeline: batch, bindings: [p, g.indptr, g.indices, g.weights, g.kq, b.memb, b.choice, b.comm, undefined, part ?? g.indices], workgroups: 1 },
+          { copy: { src: b.comm, srcOffset: 12 * n, dst: b.moves, dstOffset: 0, size: 4 * LM_ROUNDS_PER_BATCH } },
+        );
+      }
+      for (let r = 0; r < (small ? 0 : LM_ROUNDS_PER_BATCH); r++) {
         for (let colour = 0; colour < colours; colour++) {
           const p = params(colour, this.counter.rounds + r, r);
           uniforms.push(p);
@@ -148,15 +171,19 @@ export class DeviceLevels {
     private readonly seed: number,
     private readonly label: string,
     private readonly ops: IndexOps,
+    private readonly smallLevel: number,
   ) {}
 
-  /** Uploads g0 (freed by destroy); `label` names the caller in buffer labels and errors. */
-  static async create(gpu: Gpu, g0: WGraph, gamma: number, tw: number, seed: number, label: string): Promise<DeviceLevels> {
+  /**
+   * Uploads g0 (freed by destroy); `label` names the caller in buffer labels and errors. Levels of
+   * at most `smallLevel` nodes run their colour batches as single-workgroup dispatches (same bytes).
+   */
+  static async create(gpu: Gpu, g0: WGraph, gamma: number, tw: number, seed: number, label: string, smallLevel = SMALL_LEVEL): Promise<DeviceLevels> {
     if (!fitsLocalMovingGpu(gpu, g0)) {
       throw new GpuError(`${label}Gpu: graph with ${g0.n} nodes and ${g0.indices.length} arcs exceeds the ${gpu.limits.maxStorageBufferBindingSize}-byte binding limit`);
     }
     const ops = await IndexOps.create(gpu, label);
-    return new DeviceLevels(gpu, uploadGraph(gpu, g0, label), gamma, tw, seed >>> 0, label, ops);
+    return new DeviceLevels(gpu, uploadGraph(gpu, g0, label), gamma, tw, seed >>> 0, label, ops, smallLevel);
   }
 
   /** One pass from `start` (a membership of the input nodes, ids < n); returns the partition reached (ids < n). */
@@ -165,7 +192,7 @@ export class DeviceLevels {
     const n0 = g0.n;
     const temps: GPUBuffer[] = [];
     const keep = (b: GPUBuffer) => (temps.push(b), b);
-    const level = (g: DeviceGraph, what: string) => GpuLocalMoving.onGraph(gpu, g, this.gamma, this.tw, this.seed, `${label}.${what}`, this.counter);
+    const level = (g: DeviceGraph, what: string) => GpuLocalMoving.onGraph(gpu, g, this.gamma, this.tw, this.seed, `${label}.${what}`, this.counter, this.smallLevel);
     let g = g0;
     let lm = await level(g, "move");
     let rf: GpuLocalMoving | undefined;

@@ -12,6 +12,8 @@ import type { Csr } from "../../src/core/csr.js";
 import { GpuError, type Gpu } from "../../src/gpu/device.js";
 import { adjustedRandIndex, modularity } from "../../src/metrics/index.js";
 import { leidenCpu, leidenGpu } from "../../src/ops/leiden.js";
+import { graphFromCsr } from "../../src/ops/communityCommon.js";
+import { DeviceLevels, SMALL_LEVEL } from "../../src/ops/communityGpu.js";
 import { referenceGraph } from "../helpers/pipelineRef.js";
 import { readTsv, referenceDir } from "../helpers/reference.js";
 import { clique, median, symmetric } from "../helpers/graphs.js";
@@ -123,6 +125,30 @@ describe("leidenGpu on graphs with known answers", () => {
   it("empty and edgeless graphs", async () => {
     expect((await leidenGpu(gpu, symmetric(0, []), { resolution: 1, seed: 0 })).length).toBe(0);
     expect(Array.from(await leidenGpu(gpu, symmetric(4, []), { resolution: 1, seed: 0 }))).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe("the level loop's single-workgroup batches (levels of at most SMALL_LEVEL nodes)", () => {
+  it("give the same partitions, bit for bit, as one dispatch per colour phase (Leiden and Louvain passes)", async () => {
+    const g = graphFromCsr(referenceGraph("pbmc3k"), true);
+    expect(g.n).toBeLessThanOrEqual(SMALL_LEVEL); // every level takes the single-workgroup path by default
+    let tw = 0;
+    for (let v = 0; v < g.n; v++) tw += g.nodeWeight[v];
+    const start = Int32Array.from({ length: g.n }, (_, i) => i);
+    for (const refine of [true, false]) {
+      const [small, perPhase] = await Promise.all([SMALL_LEVEL, 0].map((lim) => DeviceLevels.create(gpu, g, 1, tw, 3, "leiden.test", lim)));
+      try {
+        const a = await small.optimise(start, refine);
+        const b = await perPhase.optimise(start, refine);
+        expect(Array.from(a)).toEqual(Array.from(b));
+        expect(new Set(a).size).toBeGreaterThan(3); // it did partition
+        // A second pass from the first's result, as leidenGpu / louvainGpu iterate.
+        expect(Array.from(await small.optimise(a, refine))).toEqual(Array.from(await perPhase.optimise(b, refine)));
+      } finally {
+        small.destroy();
+        perPhase.destroy();
+      }
+    }
   });
 });
 

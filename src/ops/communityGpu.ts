@@ -24,9 +24,12 @@ const LM_ROUNDS_PER_BATCH = 4;
 /**
  * Graphs (levels) of at most this many nodes run a whole batch in one single-workgroup dispatch
  * (batch_move / batch_refine, bit-identical to the dispatch-per-phase path): coarse levels have
- * little parallelism, and 3 dispatches per colour per round cost more than the work.
+ * little parallelism, and 3 dispatches per colour per round cost more than the work. Kept low
+ * because one workgroup runs on one SM of a real GPU's ~100 (on lavapipe, one core): at 3k points
+ * lavapipe ran Leiden in 1.85 s with the limit at 4,096 (every level in one workgroup) and 2.39 s
+ * at 1,024, Louvain in 2.2 s either way; a device run (`bench graph --profile`) should set it.
  */
-export const SMALL_LEVEL = 4096;
+export const SMALL_LEVEL = 1024;
 const LM_MAX_ROUNDS = 200;
 
 /** Whether a graph with n nodes and this many arcs fits the device's binding limit. */

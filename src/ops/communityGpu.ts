@@ -9,7 +9,7 @@
  *   too large for the contraction's hash tables is contracted on the host, same bytes).
  */
 import { GpuError, type Gpu, type Step } from "../gpu/device.js";
-import { exclusiveScanU32 } from "../gpu/scan.js";
+import { exclusiveScanU32Steps } from "../gpu/scan.js";
 import type { WGraph } from "./communityCommon.js";
 import { contractGraphGpu, contractGraphHost, destroyGraph, fitsContractGpu, uploadGraph, type DeviceGraph } from "./graphGpu.js";
 
@@ -260,25 +260,42 @@ class IndexOps {
     return new IndexOps(gpu, { used, gather, scatter }, label);
   }
 
-  private async dispatch(what: string, pipeline: GPUComputePipeline, n: number, bindings: (GPUBuffer | undefined)[], stride = 0, offset = 0): Promise<void> {
+  /** One dispatch of a relabel.wgsl entry over n elements, with its uniform block (caller destroys it). */
+  private step(what: string, pipeline: GPUComputePipeline, n: number, bindings: (GPUBuffer | undefined)[], stride = 0, offset = 0): { step: Step; params: GPUBuffer } {
+    const params = this.gpu.uniforms({ u32: [n, stride, offset, 0] }, `${this.label}.${what}.params`);
+    return { step: { pipeline, bindings: [params, ...bindings], workgroups: Math.ceil(n / 64) }, params };
+  }
+
+  private async dispatch(what: string, pipeline: GPUComputePipeline, n: number, bindings: (GPUBuffer | undefined)[]): Promise<void> {
     if (n === 0) return;
-    const p = this.gpu.uniforms({ u32: [n, stride, offset, 0] }, `${this.label}.${what}.params`);
+    const { step, params } = this.step(what, pipeline, n, bindings);
     try {
-      const step: Step = { pipeline, bindings: [p, ...bindings], workgroups: Math.ceil(n / 64) };
       await this.gpu.run(`${this.label}.${what}`, [step]);
     } finally {
-      p.destroy();
+      params.destroy();
     }
   }
 
-  /** The partition's community ids renumbered 0..count-1 in id order (a node's id in `ids`). */
+  /**
+   * The partition's community ids renumbered 0..count-1 in id order (a node's id in `ids`): used
+   * flags, their prefix sum, the gather — one submission, the count read back.
+   */
   async compact(lm: GpuLocalMoving, keep: (b: GPUBuffer) => GPUBuffer): Promise<{ ids: GPUBuffer; count: number }> {
+    const { gpu, label, pipes } = this;
     const n = lm.graph.n;
-    const flags = keep(this.gpu.createBuffer(4 * n, this.usage, `${this.label}.used`));
-    await this.dispatch("used", this.pipes.used, n, [lm.buffers.comm, undefined, undefined, undefined, flags], 3, 2);
-    const { out: newId, total } = await exclusiveScanU32(this.gpu, flags, n, `${this.label}.newId`);
-    keep(newId);
-    return { ids: keep(await this.gather(lm.buffers.memb, newId, n)), count: total };
+    const flags = keep(gpu.createBuffer(4 * n, this.usage, `${label}.used`));
+    const ids = keep(gpu.createBuffer(4 * n, this.usage, `${label}.ids`));
+    const scan = await exclusiveScanU32Steps(gpu, flags, n, `${label}.newId`);
+    keep(scan.out);
+    const total = gpu.createBuffer(4, GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, `${label}.count`);
+    const used = this.step("used", pipes.used, n, [lm.buffers.comm, undefined, undefined, undefined, flags], 3, 2);
+    const gather = this.step("gather", pipes.gather, n, [undefined, lm.buffers.memb, scan.out, undefined, ids]);
+    try {
+      await gpu.run(`${label}.compact`, [used.step, ...scan.steps, gather.step, { copy: { src: scan.out, srcOffset: 4 * n, dst: total, dstOffset: 0, size: 4 } }]);
+      return { ids, count: new Uint32Array(await gpu.readback(total, 4))[0] };
+    } finally {
+      for (const b of [total, used.params, gather.params, ...scan.temps]) b.destroy();
+    }
   }
 
   /** out[i] = table[idx[i]] for i < n. */

@@ -10,7 +10,7 @@
  */
 import { GpuError, type Gpu, type Step } from "../gpu/device.js";
 import { exclusiveScanU32Steps } from "../gpu/scan.js";
-import type { WGraph } from "./communityCommon.js";
+import { aggregateGraph, type WGraph } from "./communityCommon.js";
 
 /**
  * Symmetric weighted graph on the device, self loops out of the adjacency (as WGraph). Weights
@@ -103,9 +103,7 @@ export function uploadGraph(gpu: Gpu, g: WGraph, label: string): DeviceGraph {
       weights[o] = f32Weight(q, 0, invS);
       kv += q;
     }
-    const hi = Math.floor(kv / TWO32);
-    kq[2 * v] = kv - hi * TWO32;
-    kq[2 * v + 1] = hi;
+    setPair(kq, v, kv);
   }
   return {
     n,
@@ -242,73 +240,55 @@ export async function contractGraphGpu(gpu: Gpu, g: DeviceGraph, labels: GPUBuff
  */
 export async function contractGraphHost(gpu: Gpu, g: DeviceGraph, labels: GPUBuffer, nLabels: number, label: string): Promise<DeviceGraph> {
   const h = await readGraph(gpu, g);
-  const lab = new Uint32Array(await gpu.readback(labels, 4 * g.n));
-  const invS = 1 / g.S;
-  // Members by label, increasing node id (counting sort).
-  const start = new Uint32Array(nLabels + 1);
+  const lab = new Int32Array(await gpu.readback(labels, 4 * g.n));
   for (let v = 0; v < g.n; v++) {
-    if (lab[v] >= nLabels) throw new GpuError(`${label}: node ${v} has label ${lab[v]}, expected < ${nLabels}`);
-    start[lab[v] + 1]++;
+    if (lab[v] < 0 || lab[v] >= nLabels) throw new GpuError(`${label}: node ${v} has label ${lab[v] >>> 0}, expected < ${nLabels}`);
   }
-  for (let c = 0; c < nLabels; c++) start[c + 1] += start[c];
-  const members = new Uint32Array(g.n);
-  const fill = start.slice(0, nLabels);
-  for (let v = 0; v < g.n; v++) members[fill[lab[v]]++] = v;
-
-  const indptr = new Uint32Array(nLabels + 1);
-  const indices = new Uint32Array(h.indices.length);
-  const wqNum = new Float64Array(h.indices.length);
-  const kqNum = new Float64Array(nLabels);
-  const acc = new Float64Array(nLabels);
-  // Which label last touched each neighbour label (an arc of weight 0 still makes an entry, as on the device).
-  const seenBy = new Int32Array(nLabels).fill(-1);
-  const touched: number[] = [];
-  let nArcs = 0;
-  for (let c = 0; c < nLabels; c++) {
-    touched.length = 0;
-    for (let m = start[c]; m < start[c + 1]; m++) {
-      const v = members[m];
-      kqNum[c] += h.kq[v];
-      for (let k = h.indptr[v]; k < h.indptr[v + 1]; k++) {
-        const d = lab[h.indices[k]];
-        if (d === c) continue;
-        if (seenBy[d] !== c) {
-          seenBy[d] = c;
-          touched.push(d);
-        }
-        acc[d] += h.wq[k]; // integers below 2^52: exact in any order
-      }
-    }
-    touched.sort((x, y) => x - y);
-    for (const d of touched) {
-      indices[nArcs] = d;
-      wqNum[nArcs++] = acc[d];
-      acc[d] = 0;
-    }
-    indptr[c + 1] = nArcs;
-  }
-  const pairs = (x: Float64Array, len: number): Uint32Array => {
-    const out = new Uint32Array(2 * len);
-    for (let i = 0; i < len; i++) {
-      const hi = Math.floor(x[i] / TWO32);
-      out[2 * i] = x[i] - hi * TWO32;
-      out[2 * i + 1] = hi;
-    }
-    return out;
+  // aggregateGraph on the fixed-point values: integers below 2^52, so its float64 sums are exact
+  // in any order; intra-label arcs go to its self weight, already counted in the strengths kq.
+  const fixed: WGraph = {
+    n: g.n,
+    indptr: Int32Array.from(h.indptr),
+    indices: new Int32Array(h.indices.buffer, h.indices.byteOffset, h.indices.length),
+    weights: h.wq,
+    nodeWeight: h.kq,
+    selfWeight: new Float64Array(g.n),
   };
-  const wq = pairs(wqNum, nArcs);
+  const agg = aggregateGraph(fixed, lab, nLabels);
+  const nArcs = agg.indices.length;
+  // Rows in increasing neighbour id, as the device emits them (aggregateGraph lists first-seen order).
+  const indices = new Uint32Array(nArcs);
+  const wq = new Uint32Array(2 * nArcs);
   const weights = new Float32Array(nArcs);
-  for (let k = 0; k < nArcs; k++) weights[k] = f32Weight(wq[2 * k], wq[2 * k + 1], invS);
+  const invS = 1 / g.S;
+  for (let c = 0; c < nLabels; c++) {
+    const row = Array.from({ length: agg.indptr[c + 1] - agg.indptr[c] }, (_, i) => agg.indptr[c] + i).sort((a, b) => agg.indices[a] - agg.indices[b]);
+    row.forEach((k, i) => {
+      const o = agg.indptr[c] + i;
+      indices[o] = agg.indices[k];
+      setPair(wq, o, agg.weights[k]);
+      weights[o] = f32Weight(wq[2 * o], wq[2 * o + 1], invS);
+    });
+  }
+  const kq = new Uint32Array(2 * nLabels);
+  for (let c = 0; c < nLabels; c++) setPair(kq, c, agg.nodeWeight[c]);
   return {
     n: nLabels,
     nArcs,
     S: g.S,
-    indptr: gpu.upload(indptr, `${label}.indptr`, rw()),
-    indices: gpu.upload(indices.subarray(0, nArcs), `${label}.indices`, rw()),
+    indptr: gpu.upload(Uint32Array.from(agg.indptr), `${label}.indptr`, rw()),
+    indices: gpu.upload(indices, `${label}.indices`, rw()),
     wq: gpu.upload(wq, `${label}.wq`, rw()),
     weights: gpu.upload(weights, `${label}.weights`, rw()),
-    kq: gpu.upload(pairs(kqNum, nLabels), `${label}.kq`, rw()),
+    kq: gpu.upload(kq, `${label}.kq`, rw()),
   };
+}
+
+/** out[2i], out[2i+1] = the (lo, hi) words of the exact integer x < 2^64. */
+function setPair(out: Uint32Array, i: number, x: number): void {
+  const hi = Math.floor(x / TWO32);
+  out[2 * i] = x - hi * TWO32;
+  out[2 * i + 1] = hi;
 }
 
 export function destroyGraph(g: DeviceGraph): void {

@@ -25,7 +25,7 @@
 import type { Csr } from "../core/csr.js";
 import type { Gpu } from "../gpu/device.js";
 import { csrChunks, destroyCsrChunk, uploadCsrChunk } from "../gpu/chunking.js";
-import { FeatureMoments, featureMomentsCpu, featureMomentsGpu } from "./normalize.js";
+import { FeatureMoments, featureMomentsCpu, featureMomentsGpu, momentBlocks, reduceBlocksStep } from "./normalize.js";
 
 export type HvgFlavor = "seurat" | "cell_ranger" | "seurat_v3";
 
@@ -98,10 +98,6 @@ export async function clippedSumsGpu(gpu: Gpu, X: Csr, clip?: Float64Array): Pro
   const sum = new Float64Array(p);
   const sumSq = new Float64Array(p);
   if (p === 0) return { sum, sumSq };
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  // Blocks per chunk as featureMomentsGpu: parallel enough, nBlocks × nCols within one binding.
-  const maxBlocks = Math.min(CLIPPED_BLOCKS, Math.floor(limit / (4 * p)));
-  if (maxBlocks < 1) throw new Error(`clippedSumsGpu: ${p} features do not fit one ${limit}-byte binding`);
   // No clip: the largest float32, so min(x, clip) = x for every finite x.
   const clip32 = clip ? Float32Array.from(clip, roundUpF32) : new Float32Array(p).fill(F32_MAX);
   const nClipped = new Float64Array(p);
@@ -115,15 +111,11 @@ export async function clippedSumsGpu(gpu: Gpu, X: Csr, clip?: Float64Array): Pro
     for (const chunk of csrChunks(gpu, X)) {
       const m = uploadCsrChunk(gpu, X, chunk);
       try {
-        const rowsPerBlock = Math.max(CLIPPED_MIN_ROWS, Math.ceil(m.nRows / maxBlocks));
-        const nBlocks = Math.ceil(m.nRows / rowsPerBlock);
-        const params = keep(gpu.uniforms({ u32: [m.nRows, p, nBlocks, rowsPerBlock] }));
-        const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-        const partial = keep(gpu.createBuffer(nBlocks * p * 4, usage, "clipped.partial"));
-        const count = keep(gpu.createBuffer(nBlocks * p * 4, usage, "clipped.partialCount"));
+        const b = momentBlocks(gpu, m.nRows, p, "clippedSumsGpu");
+        const { params, partial, count, workgroups } = b;
+        for (const x of [params, partial, count]) keep(x);
         const csr = [params, m.indptr, m.indices, m.data];
-        const workgroups = Math.ceil(nBlocks / 16);
-        const reduce = { pipeline: reducePipe, bindings: [params, , , , , partial, count, outSum, outCount], workgroups: Math.ceil(p / 64) };
+        const reduce = reduceBlocksStep(reducePipe, b, outSum, outCount, p);
         await gpu.run("clipped.sums", [{ clear: partial }, { clear: count }, { pipeline: sumsPipe, bindings: [...csr, , partial, count, , , clipBuf], workgroups }, reduce]);
         const [s, c] = await gpu.readbackAll([{ buffer: outSum, byteLength: p * 4 }, { buffer: outCount, byteLength: p * 4 }]);
         const sv = new Float32Array(s);
@@ -151,9 +143,6 @@ export async function clippedSumsGpu(gpu: Gpu, X: Csr, clip?: Float64Array): Pro
   return { sum, sumSq };
 }
 
-// As featureMomentsGpu: up to 128 blocks of ≥ 8 rows per chunk.
-const CLIPPED_BLOCKS = 128;
-const CLIPPED_MIN_ROWS = 8;
 const F32_MAX = 3.4028234663852886e38;
 
 /** The smallest float32 ≥ v (v itself when representable). */

@@ -5,7 +5,7 @@
  */
 import { countsRows, type CountMatrix } from "../core/counts.js";
 import type { Csr } from "../core/csr.js";
-import type { Gpu } from "../gpu/device.js";
+import type { Gpu, Step } from "../gpu/device.js";
 import { csrChunks, destroyCsrChunk, uploadCsrChunk } from "../gpu/chunking.js";
 
 export function normalizeTotalLog1pCpu(X: Csr, targetSum: number): Csr {
@@ -140,10 +140,6 @@ export async function featureMomentsGpu(gpu: Gpu, X: Csr): Promise<{ mean: Float
   );
   const n = X.nRows;
   const p = X.nCols;
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  // Blocks per chunk: enough for parallelism, few enough that nBlocks × nCols fits one binding.
-  const maxBlocks = Math.min(MOMENT_BLOCKS, Math.floor(limit / (4 * Math.max(p, 1))));
-  if (maxBlocks < 1) throw new Error(`featureMomentsGpu: ${p} features do not fit one ${limit}-byte binding`);
   const sum = new Float64Array(p);
   const nnzPer = new Float64Array(p);
   const sq = new Float64Array(p);
@@ -155,26 +151,17 @@ export async function featureMomentsGpu(gpu: Gpu, X: Csr): Promise<{ mean: Float
   const temp: GPUBuffer[] = [outSum, outCount, shift];
   try {
     const plans = chunks.map((m) => {
-      const rowsPerBlock = Math.max(MIN_ROWS_PER_BLOCK, Math.ceil(m.nRows / maxBlocks));
-      const nBlocks = Math.ceil(m.nRows / rowsPerBlock);
-      const params = gpu.uniforms({ u32: [m.nRows, p, nBlocks, rowsPerBlock] });
-      const partial = gpu.createBuffer(nBlocks * p * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "moments.partial");
-      const count = gpu.createBuffer(nBlocks * p * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "moments.count");
-      temp.push(params, partial, count);
-      return { m, nBlocks, params, partial, count };
-    });
-    const reduce = (pl: (typeof plans)[number]) => ({
-      pipeline: reducePipe,
-      bindings: [pl.params, , , , , pl.partial, pl.count, outSum, outCount],
-      workgroups: Math.ceil(p / 64),
+      const b = momentBlocks(gpu, m.nRows, p, "moments");
+      temp.push(b.params, b.partial, b.count);
+      return { m, ...b };
     });
     for (const pl of plans) {
       const { m } = pl;
       await gpu.run("moments.sums", [
         { clear: pl.partial },
         { clear: pl.count },
-        { pipeline: sumsPipe, bindings: [pl.params, m.indptr, m.indices, m.data, , pl.partial, pl.count], workgroups: Math.ceil(pl.nBlocks / 16) },
-        reduce(pl),
+        { pipeline: sumsPipe, bindings: [pl.params, m.indptr, m.indices, m.data, , pl.partial, pl.count], workgroups: pl.workgroups },
+        reduceBlocksStep(reducePipe, pl, outSum, outCount, p),
       ]);
       const [s, c] = await gpu.readbackAll([{ buffer: outSum, byteLength: p * 4 }, { buffer: outCount, byteLength: p * 4 }]);
       const sv = new Float32Array(s);
@@ -192,8 +179,8 @@ export async function featureMomentsGpu(gpu: Gpu, X: Csr): Promise<{ mean: Float
       const { m } = pl;
       await gpu.run("moments.sq", [
         { clear: pl.partial },
-        { pipeline: sqPipe, bindings: [pl.params, m.indptr, m.indices, m.data, shift, pl.partial], workgroups: Math.ceil(pl.nBlocks / 16) },
-        reduce(pl),
+        { pipeline: sqPipe, bindings: [pl.params, m.indptr, m.indices, m.data, shift, pl.partial], workgroups: pl.workgroups },
+        reduceBlocksStep(reducePipe, pl, outSum, outCount, p),
       ]);
       const sv = new Float32Array(await gpu.readback(outSum, p * 4));
       for (let j = 0; j < p; j++) sq[j] += sv[j];
@@ -217,3 +204,35 @@ export async function featureMomentsGpu(gpu: Gpu, X: Csr): Promise<{ mean: Float
 // partials (17 MB for 33k features) stay well inside one binding.
 const MOMENT_BLOCKS = 128;
 const MIN_ROWS_PER_BLOCK = 8;
+
+/** The block partials of one uploaded row chunk for kernels/moments.wgsl's block_* entries (their uniforms, buffers, workgroup count); the caller destroys params, partial and count. */
+export interface MomentBlocks {
+  nBlocks: number;
+  params: GPUBuffer;
+  partial: GPUBuffer;
+  count: GPUBuffer;
+  /** Workgroups of a block_* dispatch (16 blocks each). */
+  workgroups: number;
+}
+
+/** Blocks for a chunk of nRows rows × p features: enough for parallelism, few enough that nBlocks × p partials fit one binding. */
+export function momentBlocks(gpu: Gpu, nRows: number, p: number, label: string): MomentBlocks {
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  const maxBlocks = Math.min(MOMENT_BLOCKS, Math.floor(limit / (4 * Math.max(p, 1))));
+  if (maxBlocks < 1) throw new Error(`${label}: ${p} features do not fit one ${limit}-byte binding`);
+  const rowsPerBlock = Math.max(MIN_ROWS_PER_BLOCK, Math.ceil(nRows / maxBlocks));
+  const nBlocks = Math.ceil(nRows / rowsPerBlock);
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+  return {
+    nBlocks,
+    params: gpu.uniforms({ u32: [nRows, p, nBlocks, rowsPerBlock] }, `${label}.params`),
+    partial: gpu.createBuffer(nBlocks * p * 4, usage, `${label}.partial`),
+    count: gpu.createBuffer(nBlocks * p * 4, usage, `${label}.partialCount`),
+    workgroups: Math.ceil(nBlocks / 16),
+  };
+}
+
+/** reduce_blocks over a chunk's blocks into outSum / outCount (p features). */
+export function reduceBlocksStep(pipeline: GPUComputePipeline, b: MomentBlocks, outSum: GPUBuffer, outCount: GPUBuffer, p: number): Step {
+  return { pipeline, bindings: [b.params, , , , , b.partial, b.count, outSum, outCount], workgroups: Math.ceil(p / 64) };
+}
